@@ -1,0 +1,9 @@
+"""The one error type every edgekit layer raises for a user's mistake.
+
+It lives on the device floor so that device_bench, converters and edgekit share it; the CLIs turn
+it into a single ``Error: ...`` line and a non-zero exit.
+"""
+
+
+class EdgekitError(Exception):
+    """A problem the user can fix: bad input, missing file, unsupported option."""

@@ -1,0 +1,58 @@
+"""Writing outputs safely: never clobber without --force, never leave a half-written file."""
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+from device_bench.errors import EdgekitError
+
+
+def check_output(path, force):
+    """Fail early, before any work, if ``path`` exists (without force) or cannot be written."""
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not force:
+        raise EdgekitError(f"{path} already exists; pass --force to replace it")
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise EdgekitError(f"cannot write {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise EdgekitError(f"cannot write {path}: folder {parent} is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path, force, is_dir=False):
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
+    path = check_output(path, force)
+    parent, base = os.path.split(path)
+    stem, ext = os.path.splitext(base)
+    if is_dir:
+        tmp = tempfile.mkdtemp(prefix=f".{base}.", dir=parent)
+    else:
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=ext, dir=parent)
+        os.close(fd)
+        os.unlink(tmp)  # writers such as Keras want to create the file themselves
+    try:
+        yield tmp
+        if os.path.isdir(path) and is_dir:
+            old = tempfile.mkdtemp(prefix=f".{base}.old.", dir=parent)
+            os.rmdir(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        raise EdgekitError(f"cannot write {path}: {e.strerror or e}") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.exists(path):
+        os.unlink(path)

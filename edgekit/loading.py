@@ -1,0 +1,51 @@
+"""Loading a user's own Keras model: .keras, .h5 or a SavedModel folder."""
+
+import os
+
+from device_bench.errors import EdgekitError
+from edgekit.tf import import_tf, quiet_stderr
+
+
+def load_keras_model(path, unsafe=False):
+    """Load a model file or folder; safe deserialization unless ``unsafe``."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise EdgekitError(f"{path}: no such model file or folder")
+    tf, keras = import_tf()
+    try:
+        with quiet_stderr():
+            if os.path.isdir(path):
+                return _load_saved_model(path, tf, keras)
+            if not path.endswith((".keras", ".h5", ".hdf5")):
+                raise EdgekitError(f"{path}: not a Keras model (expected .keras, .h5 or a SavedModel folder)")
+            return keras.saving.load_model(path, safe_mode=not unsafe, compile=False)
+    except EdgekitError:
+        raise
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "safe_mode" in str(e) or "unsafe" in str(e).lower():
+            raise EdgekitError(f"{path}: the model needs unsafe deserialization (it holds a Lambda layer "
+                               f"or other arbitrary code); pass --unsafe only if you trust the file") from None
+        raise EdgekitError(f"{path}: cannot load the model ({msg[:300]})") from None
+
+
+def _load_saved_model(path, tf, keras):
+    if not os.path.exists(os.path.join(path, "saved_model.pb")):
+        raise EdgekitError(f"{path}: a folder, but not a SavedModel (no saved_model.pb)")
+    loaded = tf.saved_model.load(path)
+    sig = loaded.signatures.get("serving_default")
+    if sig is None:
+        raise EdgekitError(f"{path}: the SavedModel has no 'serving_default' signature")
+    specs = list(sig.structured_input_signature[1].values())
+    if len(specs) != 1 or len(specs[0].shape) != 4:
+        raise EdgekitError(f"{path}: expected one image input [N, H, W, C], got {specs}")
+    shape = specs[0].shape
+    if None in shape[1:]:
+        raise EdgekitError(f"{path}: the SavedModel's input has no fixed size ({shape}); export it with one")
+    inputs = keras.Input(shape=tuple(shape[1:]), name="input")
+    outputs = keras.layers.TFSMLayer(path, call_endpoint="serving_default")(inputs)
+    if isinstance(outputs, dict):
+        if len(outputs) != 1:
+            raise EdgekitError(f"{path}: expected one output, got {sorted(outputs)}")
+        outputs = next(iter(outputs.values()))
+    return keras.Model(inputs, outputs, name=os.path.basename(os.path.normpath(path)))

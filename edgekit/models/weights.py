@@ -1,0 +1,30 @@
+"""Building a zoo model with its weights: none, Keras's ImageNet download, or a local file."""
+
+import os
+
+from device_bench.errors import EdgekitError
+from edgekit.tf import import_tf, quiet_stderr
+
+
+def build_with_weights(spec, alpha, size, classes, weights):
+    _, keras = import_tf()
+    local = weights not in ("none", "imagenet")
+    if local and not os.path.isfile(weights):
+        raise EdgekitError(f"weights file not found: {weights}")
+    try:
+        with quiet_stderr():
+            model = spec.builder(alpha, size, classes, weights)
+    except Exception as e:
+        if weights == "imagenet":
+            raise EdgekitError(
+                f"could not fetch ImageNet weights for {spec.name} (alpha {alpha}, size {size}) through "
+                f"Keras: {str(e).splitlines()[0][:200]}; download them where there is network and pass "
+                f"--weights PATH") from None
+        raise
+    if local:
+        try:
+            model.load_weights(weights)
+        except Exception as e:
+            raise EdgekitError(f"{weights}: cannot load these weights into {spec.name} "
+                               f"(alpha {alpha}, size {size}, {classes} classes): {str(e).splitlines()[0][:300]}") from None
+    return model

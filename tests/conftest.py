@@ -1,0 +1,58 @@
+"""Shared fixtures: TensorFlow is imported once per session, expensive artefacts are built once."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_images"
+
+# A site-customisation that makes TensorFlow, Keras and click unimportable in a child process:
+# proves the device side runs where only numpy and a TFLite runtime are installed.
+BLOCKER = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('tensorflow', 'keras', 'click', 'edgekit', 'converters'):
+            raise ImportError(f'{name} is blocked in this test')
+sys.meta_path.insert(0, _Block())
+"""
+
+
+@pytest.fixture(scope="session")
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def cli():
+    from edgekit.cli import cli as group
+    return group
+
+
+@pytest.fixture(scope="session")
+def invoke(runner, cli):
+    """Run an edgekit command in-process; returns click's Result."""
+    def run(*args, input=None):
+        return runner.invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
+    return run
+
+
+@pytest.fixture(scope="session")
+def blocked_env(tmp_path_factory):
+    """Environment for a child python where tensorflow/keras/click/edgekit cannot be imported."""
+    d = tmp_path_factory.mktemp("blocker")
+    (d / "sitecustomize.py").write_text(BLOCKER)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(d), str(ROOT)])
+    return env
+
+
+def run_device(args, env, cwd=None, timeout=300):
+    """Run ``python -m device_bench ARGS`` in a child with TF/Keras/click blocked."""
+    return subprocess.run([sys.executable, "-m", "device_bench", *map(str, args)], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)

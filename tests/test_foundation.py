@@ -1,0 +1,25 @@
+"""Start-up without TensorFlow, and the device side importable with TF/Keras/click blocked."""
+
+import subprocess
+import sys
+
+from conftest import ROOT, run_device
+
+
+def test_help_does_not_import_tensorflow():
+    code = ("import sys; from edgekit.cli import cli; from click.testing import CliRunner; r = CliRunner();"
+            "names = ['--help'] + [[c, '--help'] for c in cli.commands];"
+            "[r.invoke(cli, n if isinstance(n, list) else [n]) for n in names];"
+            "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_device_bench_imports_without_tensorflow_keras_click(blocked_env):
+    proc = subprocess.run([sys.executable, "-c", "import device_bench, device_bench.images, device_bench.manifest;"
+                           "import device_bench.__main__"], env=blocked_env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([sys.executable, "-c", "import click"], env=blocked_env, capture_output=True, text=True)
+    assert proc.returncode != 0  # the blocker itself works
+    help_ = run_device(["--help"], blocked_env)
+    assert help_.returncode == 0 and "bench" in help_.stdout
