@@ -31,8 +31,8 @@ class EdgekitGroup(click.Group):
 def cli(verbose):
     """edgekit: take Keras image classifiers to phones and Raspberry Pis, and measure
     what each build costs on the device (size, multiply-adds, latency, memory, accuracy)."""
-    from edgekit import tf as tfmod
-    tfmod.VERBOSE = verbose
+    from edgekit.tf import set_verbose
+    set_verbose(verbose)
 
 
 def echo_json(obj):
@@ -102,6 +102,53 @@ def build(name, alpha, size, classes, weights, output, force):
     info = build_to_file(name, output, alpha=alpha, size=size, classes=classes, weights=weights, force=force)
     click.echo(f"wrote {info['path']}: {info['name']}, {info['params']:,} parameters, "
                f"{info['macs'] / 1e6:.1f}M multiply-adds, input {info['input_size']}")
+
+
+def progress(message):
+    click.echo(message, err=True)
+
+
+@cli.command()
+@click.argument("source")
+@click.option("-p", "--precision", "precisions", multiple=True, required=True,
+              type=click.Choice(["fp32", "fp16", "dynamic", "int8"]), help="Repeat for several bundles.")
+@click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
+              help="Folder that receives OUTDIR/<model>_<precision>/.")
+@model_options
+@click.option("--mean", help="Your model's pixel mean, one value or three: it sees (pixel - mean) / std.")
+@click.option("--std", help="Your model's pixel std, one value or three.")
+@click.option("--preprocessing", type=click.Choice(["tf", "torch", "caffe"]), help="A zoo preprocessing mode.")
+@click.option("--crop", "crop_fraction", type=float, help="Centre-crop fraction before resizing (zoo: 0.875).")
+@click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one per line.")
+@click.option("--calibration", type=click.Path(), help="int8 calibration images (default: sample_images/).")
+@click.option("--calibration-count", default=200, show_default=True, help="At most this many images.")
+@click.option("--io", default="int8", show_default=True, type=click.Choice(["int8", "uint8", "float32"]),
+              help="Input and output type of an int8 bundle.")
+@click.option("--eval", "eval_dir", type=click.Path(), help="Images for the fidelity check (default: calibration).")
+@click.option("--allow-tf-ops", is_flag=True, help="Allow TensorFlow ops (the device then needs TensorFlow).")
+@click.option("--debug-layers", is_flag=True, help="Per-layer int8 error with TF's QuantizationDebugger.")
+@click.option("--unsafe", is_flag=True, help="Allow unsafe deserialization (Lambda layers) of a .keras file.")
+@click.option("--force", is_flag=True, help="Replace existing bundles.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def convert(source, precisions, outdir, alpha, size, classes, weights, mean, std, preprocessing, crop_fraction,
+            labels, calibration, calibration_count, io, eval_dir, allow_tf_ops, debug_layers, unsafe, force, as_json):
+    """Convert SOURCE (a zoo name or a .keras/.h5/SavedModel) to TFLite bundles."""
+    from edgekit.convert_cmd import run_convert
+    summary = run_convert(source, precisions, outdir, alpha=alpha, size=size, classes=classes, weights=weights,
+                          unsafe=unsafe, mean=parse_floats(mean, "mean"), std=parse_floats(std, "std"),
+                          preprocessing=preprocessing, crop_fraction=crop_fraction, labels=labels,
+                          calibration=calibration, calibration_count=calibration_count, io=io,
+                          allow_tf_ops=allow_tf_ops, eval_dir=eval_dir, debug_layers=debug_layers,
+                          force=force, progress=progress)
+    if as_json:
+        echo_json(summary)
+        return
+    for b in summary["bundles"]:
+        fid = b.get("fidelity")
+        click.echo(f"{b['bundle']}  {b.get('file_size', 0) / 1e6:.2f} MB"
+                   + (f"  top-1 agreement {fid['top1_agreement']:.1%}, cosine {fid['cosine']:.4f}" if fid else ""))
+        for row in b.get("debug_layers") or []:
+            click.echo(f"  worst layer: {row['tensor']} ({row['op']}): RMSE/scale {row['rmse/scale']:.3f}")
 
 
 def main():

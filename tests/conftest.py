@@ -56,3 +56,34 @@ def run_device(args, env, cwd=None, timeout=300):
     """Run ``python -m device_bench ARGS`` in a child with TF/Keras/click blocked."""
     return subprocess.run([sys.executable, "-m", "device_bench", *map(str, args)], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
+
+
+TINY_ZOO = [("squeezenet1_1", None, 64), ("mobilenet_v1", 0.25, 64), ("mobilenet_v2", 0.35, 64)]
+PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
+
+
+@pytest.fixture(scope="session")
+def tiny_labels(tmp_path_factory):
+    path = tmp_path_factory.mktemp("labels") / "labels.txt"
+    path.write_text("".join(f"class {i}\n" for i in range(10)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bundles(runner, cli, tmp_path_factory, tiny_labels):
+    """Every precision of small SqueezeNet 1.1 / MobileNet V1 / V2, converted once through the CLI."""
+    out = tmp_path_factory.mktemp("bundles")
+    made = {}
+    for name, alpha, size in TINY_ZOO:
+        args = ["convert", name, "--size", size, "--classes", 10, "--labels", tiny_labels, "-o", out, "--json"]
+        if alpha:
+            args += ["--alpha", alpha]
+        for p in PRECISIONS:
+            args += ["-p", p]
+        result = runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        import json
+        summary = json.loads(result.stdout)
+        for b in summary["bundles"]:
+            made[(name, b["precision"])] = Path(b["bundle"])
+    return made

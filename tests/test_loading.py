@@ -22,10 +22,12 @@ def test_keras_and_h5_load(tiny_model, tmp_path):
 
 
 def test_saved_model_folder_loads_with_fixed_input(tiny_model, tmp_path):
-    tiny_model.export(str(tmp_path / "sm"), format="tf_saved_model")
+    import keras
+    inp = keras.Input((None, None, 3))
+    flexible = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(3, 3)(inp)))
+    flexible.export(str(tmp_path / "sm"), format="tf_saved_model")
     with pytest.raises(EdgekitError, match="no fixed size"):
         load_keras_model(tmp_path / "sm")
-    import keras
     tiny_model.export(str(tmp_path / "sm2"), format="tf_saved_model",
                       input_signature=[keras.InputSpec(shape=(1, 16, 16, 3), dtype="float32")])
     model = load_keras_model(tmp_path / "sm2")

@@ -91,7 +91,7 @@ def test_build_with_local_weights_file(invoke, tmp_path):
     loaded = load_keras_model(out)
     import numpy as np
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), loaded.get_weights()))
-    bad = invoke("build", "squeezenet1_1", "--size", "64", "--classes", "4", "--weights", weights,
+    bad = invoke("build", "squeezenet1_1", "--size", "48", "--classes", "5", "--weights", weights,
                  "-o", tmp_path / "x.keras")
     assert bad.exit_code == 1 and str(weights) in bad.output
     assert not (tmp_path / "x.keras").exists()

@@ -1,0 +1,54 @@
+"""Running a TFLite classifier on float inputs: quantize in, dequantize out, with the tensors' own
+scale and zero point. Shared by classify, evaluate and the converters' fidelity check."""
+
+import numpy as np
+
+from device_bench.errors import EdgekitError
+from device_bench.images import dequantize, load_input, make_preprocessing, quantize
+from device_bench.runtime import open_interpreter, resolve_runtime
+
+
+class Predictor:
+    def __init__(self, ref, runtime=None, threads=1, xnnpack=True, preprocessing=None):
+        self.ref = ref
+        self.runtime = runtime or resolve_runtime()
+        self.interpreter = open_interpreter(ref.tflite_path, self.runtime, threads, xnnpack)
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.input_shape = [int(v) for v in self.input["shape"]]
+        if len(self.input_shape) != 4:
+            raise EdgekitError(f"{ref.tflite_path}: expected an image input [1, H, W, C], got {self.input_shape}")
+        self.num_outputs = int(np.prod(self.output["shape"][1:]))
+        self.preprocessing = preprocessing or (ref.manifest or {}).get("input", {}).get("preprocessing")
+        if ref.labels is not None and len(ref.labels) != self.num_outputs:
+            raise EdgekitError(f"{ref.tflite_path}: {len(ref.labels)} labels but the model has "
+                               f"{self.num_outputs} outputs")
+
+    def predict(self, batch):
+        """float32 [1,H,W,C] (already normalised) -> float32 probabilities [num_outputs]."""
+        scale, zero = self.input["quantization"]
+        x = quantize(np.asarray(batch, np.float32), self.input["dtype"], scale, zero)
+        if list(x.shape) != self.input_shape:
+            raise EdgekitError(f"input of shape {list(x.shape)} does not fit the model's {self.input_shape}")
+        self.interpreter.set_tensor(self.input["index"], x)
+        self.interpreter.invoke()
+        y = self.interpreter.get_tensor(self.output["index"])
+        scale, zero = self.output["quantization"]
+        return dequantize(y, scale, zero).reshape(-1)
+
+    def load(self, image_path):
+        if self.preprocessing is None:
+            raise EdgekitError(f"{self.ref.tflite_path}: no manifest says how to scale pixels; "
+                               f"give --mean and --std (e.g. --mean 127.5 --std 127.5)")
+        return load_input(image_path, self.input_shape, self.preprocessing)
+
+    def label(self, index):
+        return self.ref.labels[index] if self.ref.labels else str(index)
+
+
+def preprocessing_override(mean=None, std=None, mode=None, crop_fraction=None):
+    """A preprocessing record from command-line flags, or None when none were given."""
+    if mean is None and std is None and mode is None:
+        return None
+    return make_preprocessing(mode=mode, mean=mean, std=std,
+                              crop_fraction=1.0 if crop_fraction is None else crop_fraction)

@@ -1,0 +1,159 @@
+"""Finding a TFLite runtime and opening a model in it, with clear errors instead of tracebacks.
+
+Resolution order: LiteRT (ai-edge-litert), then tflite-runtime, then tensorflow.lite (imported only
+as the last resort, since it costs seconds and hundreds of MB).
+"""
+
+import platform
+import re
+import sys
+from dataclasses import dataclass
+
+from device_bench.errors import EdgekitError
+
+RUNTIMES = ("litert", "tflite-runtime", "tensorflow")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    version: str
+    module: object  # the module holding Interpreter, load_delegate, OpResolverType
+
+    def as_dict(self):
+        return {"name": self.name, "version": self.version}
+
+
+def _install_hint(name):
+    py = f"Python {sys.version_info.major}.{sys.version_info.minor}"
+    arch = platform.machine()
+    if name == "litert":
+        return f"pip install ai-edge-litert (wheels for Linux x86_64/aarch64 and macOS arm64; this is {py} on {arch})"
+    if name == "tflite-runtime":
+        return f"pip install tflite-runtime 'numpy<2' (wheels up to Python 3.11; this is {py} on {arch})"
+    return "pip install tensorflow"
+
+
+def _import(name):
+    if name == "litert":
+        from ai_edge_litert import interpreter as mod
+        from importlib.metadata import version
+        return Runtime(name, version("ai-edge-litert"), mod)
+    if name == "tflite-runtime":
+        import tflite_runtime
+        from tflite_runtime import interpreter as mod
+        return Runtime(name, getattr(tflite_runtime, "__version__", "unknown"), mod)
+    import tensorflow as tf
+    return Runtime(name, tf.__version__, _TFLiteShim(tf))
+
+
+class _TFLiteShim:
+    """tensorflow.lite arranged like the runtime packages' interpreter module."""
+
+    def __init__(self, tf):
+        self.Interpreter = tf.lite.Interpreter
+        self.load_delegate = tf.lite.experimental.load_delegate
+        self.OpResolverType = tf.lite.experimental.OpResolverType
+
+
+def resolve_runtime(name=None):
+    """The named runtime, or the first one installed; EdgekitError naming what to install."""
+    if name is not None and name not in RUNTIMES:
+        raise EdgekitError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}")
+    errors = []
+    for candidate in ([name] if name else RUNTIMES):
+        try:
+            return _import(candidate)
+        except ImportError as e:
+            if "_ARRAY_API" in str(e) or "numpy.core.multiarray failed" in str(e):
+                raise EdgekitError(f"runtime {candidate} was built for NumPy 1.x and this is NumPy "
+                                   f"{_numpy_version()}: pip install 'numpy<2'") from None
+            errors.append(candidate)
+    if name:
+        raise EdgekitError(f"runtime {name} is not installed: {_install_hint(name)}")
+    raise EdgekitError(f"no TFLite runtime is installed: {_install_hint('litert')}, or {_install_hint('tflite-runtime')}")
+
+
+def _numpy_version():
+    import numpy
+    return numpy.__version__
+
+
+def parse_delegate(spec):
+    """'lib.so:key=value;key2=value2' -> (path, {key: value})."""
+    path, _, opts = spec.partition(":")
+    options = {}
+    for item in filter(None, opts.split(";")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise EdgekitError(f"delegate option {item!r} is not key=value (in {spec!r})")
+        options[key.strip()] = value.strip()
+    return path, options
+
+
+def open_interpreter(model_path, runtime, threads=1, xnnpack=True, delegate=None):
+    """Load and allocate a model. Returns the interpreter; raises EdgekitError naming the file."""
+    mod = runtime.module
+    kwargs = {"model_path": str(model_path), "num_threads": int(threads)}
+    if not xnnpack:
+        kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if delegate:
+        path, options = parse_delegate(delegate)
+        try:
+            kwargs["experimental_delegates"] = [mod.load_delegate(path, options)]
+        except (ValueError, OSError, RuntimeError) as e:
+            raise EdgekitError(f"delegate {path} will not load: {_first_line(e)}") from None
+    try:
+        interpreter = mod.Interpreter(**kwargs)
+        interpreter.allocate_tensors()
+    except ImportError as e:
+        if "_ARRAY_API" in str(e):
+            raise EdgekitError(f"runtime {runtime.name} {runtime.version} was built for NumPy 1.x and this is "
+                               f"NumPy {_numpy_version()}: pip install 'numpy<2'") from None
+        raise
+    except (ValueError, RuntimeError, OSError, TypeError) as e:
+        raise EdgekitError(f"{model_path}: {describe_load_error(e, runtime)}") from None
+    return interpreter
+
+
+def describe_load_error(e, runtime):
+    text = str(e)
+    op = re.search(r"Didn't find op for builtin opcode '(\w+)' version '(\d+)'", text)
+    if op:
+        return (f"the model needs a newer runtime: {runtime.name} {runtime.version} has no "
+                f"{op.group(1)} version {op.group(2)}")
+    if "identifier" in text or "not a valid flatbuffer" in text.lower() or "Could not open" in text:
+        return f"not a TFLite model, or a damaged one ({_first_line(e)})"
+    return f"cannot load the model in {runtime.name} {runtime.version} ({_first_line(e)})"
+
+
+def _first_line(e):
+    lines = [l for l in str(e).strip().splitlines() if l.strip()]
+    return (lines[0] if lines else type(e).__name__)[:300]
+
+
+def delegated_nodes(interpreter):
+    """(nodes taken by delegates, total nodes of the original graph), or (None, None) if unknown.
+
+    The interpreter lists the original nodes plus one DELEGATE node per partition; a partition is
+    everything between its DELEGATE node's input and output tensors.
+    """
+    try:
+        ops = interpreter._get_ops_details()
+    except Exception:
+        return None, None
+    original = [o for o in ops if o["op_name"] != "DELEGATE"]
+    producer = {t: o["index"] for o in original for t in o["outputs"]}
+    by_index = {o["index"]: o for o in original}
+    taken = set()
+    for d in (o for o in ops if o["op_name"] == "DELEGATE"):
+        stop = set(d["inputs"])
+        stack = list(d["outputs"])
+        while stack:
+            t = stack.pop()
+            n = producer.get(t)
+            if t in stop or n is None or n in taken:
+                continue
+            taken.add(n)
+            stack.extend(by_index[n]["inputs"])
+    return len(taken), len(original)

@@ -1,0 +1,165 @@
+"""The converter stage, through the CLI, on the real converter and LiteRT."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import PRECISIONS, SAMPLES, TINY_ZOO
+from device_bench.manifest import META_LABELS, META_MANIFEST, read_bundle, read_embedded, validate_manifest
+
+
+@pytest.mark.parametrize("name", [m[0] for m in TINY_ZOO])
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_bundle_loads_runs_and_carries_its_manifest(tiny_bundles, name, precision):
+    from ai_edge_litert.interpreter import Interpreter
+    folder = tiny_bundles[(name, precision)]
+    manifest = json.loads((folder / "edgekit.json").read_text())
+    validate_manifest(manifest)
+    assert manifest["precision"] == precision
+    assert manifest["file_size"] == (folder / "model.tflite").stat().st_size
+    assert (folder / "labels.txt").read_text().splitlines()[3] == "class 3"
+    embedded = read_embedded(folder / "model.tflite")
+    assert json.loads(embedded[META_MANIFEST]) == manifest
+    assert embedded[META_LABELS].decode() == (folder / "labels.txt").read_text()
+    it = Interpreter(model_path=str(folder / "model.tflite"))
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    assert list(inp["shape"]) == [1, 64, 64, 3] == manifest["input"]["shape"]
+    assert np.dtype(inp["dtype"]).name == manifest["input"]["dtype"]
+    assert manifest["input"]["dtype"] == ("int8" if precision == "int8" else "float32")
+    it.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))
+    it.invoke()
+    out = it.get_tensor(it.get_output_details()[0]["index"])
+    assert out.shape == (1, 10) and np.all(np.isfinite(out.astype(float)))
+    fid = manifest["fidelity"]
+    assert fid["images"] == len(list(SAMPLES.glob("*.*"))) - 1  # every sample photograph but SOURCES.md
+    if precision == "fp32":
+        assert fid["max_abs_diff"] < 1e-4 and fid["top1_agreement"] == 1.0
+
+
+def test_lone_tflite_reads_like_its_bundle(tiny_bundles, tmp_path):
+    folder = tiny_bundles[("mobilenet_v2", "int8")]
+    lone = tmp_path / "copy.tflite"
+    lone.write_bytes((folder / "model.tflite").read_bytes())
+    ref = read_bundle(lone)
+    assert ref.origin == "embedded"
+    assert ref.manifest == read_bundle(folder).manifest
+    assert ref.labels == [f"class {i}" for i in range(10)]
+
+
+def test_sizes_shrink_by_precision(tiny_bundles):
+    size = {p: tiny_bundles[("mobilenet_v1", p)].joinpath("model.tflite").stat().st_size for p in PRECISIONS}
+    assert size["fp16"] < 0.6 * size["fp32"]
+    assert size["int8"] < 0.4 * size["fp32"] and size["dynamic"] < 0.4 * size["fp32"]
+
+
+@pytest.mark.slow
+def test_full_size_mobilenet_v2_ratios(invoke, tmp_path):
+    """Only full size proves the published ratios: int8 <= 0.29x fp32, fp16 <= 0.51x."""
+    result = invoke("convert", "mobilenet_v2", "-p", "fp32", "-p", "fp16", "-p", "int8", "-o", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    sizes = {b["precision"]: b["file_size"] for b in json.loads(result.stdout)["bundles"]}
+    assert abs(sizes["fp32"] - 13.92e6) < 0.05e6
+    assert sizes["int8"] <= 0.29 * sizes["fp32"] and sizes["fp16"] <= 0.51 * sizes["fp32"]
+
+
+def test_user_model_io_and_preprocessing(invoke, tmp_path):
+    import keras
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    keras.Model(inp, keras.layers.Dense(4, activation="softmax")(x)).save(tmp_path / "mine.keras")
+    src = tmp_path / "mine.keras"
+    none = invoke("convert", src, "-p", "fp32", "-o", tmp_path / "o")
+    assert none.exit_code == 1 and "--mean and --std" in none.output
+    for io in ("uint8", "float32"):
+        r = invoke("convert", src, "-p", "int8", "--io", io, "--mean", "0", "--std", "255",
+                   "-o", tmp_path / io, "--json")
+        assert r.exit_code == 0, r.output
+        m = json.loads((tmp_path / io / "mine_int8" / "edgekit.json").read_text())
+        assert m["input"]["dtype"] == io and m["output"]["dtype"] == io
+        assert m["input"]["preprocessing"]["std"] == [255.0] * 3
+        assert m["source"]["kind"] == "file" and len(m["source"]["sha256"]) == 64
+    again = invoke("convert", src, "-p", "int8", "--mean", "0", "--std", "255", "-o", tmp_path / "uint8")
+    assert again.exit_code == 1 and "--force" in again.output
+    wrong = invoke("convert", src, "-p", "fp32", "--mean", "0", "--std", "255", "--size", "64", "-o", tmp_path / "w")
+    assert wrong.exit_code == 1 and "got --size 64" in wrong.output
+
+
+def test_unsupported_op_is_named(invoke, tmp_path):
+    import keras
+    import tensorflow as tf
+
+    class Fft(keras.layers.Layer):
+        def call(self, x):
+            return tf.math.real(tf.signal.fft2d(tf.cast(x, tf.complex64)))
+
+    inp = keras.Input((16, 16, 3))
+    model = keras.Model(inp, keras.layers.Flatten()(Fft()(inp)))
+    from converters.tflite import convert, export_saved_model
+    from device_bench.errors import EdgekitError
+    export_saved_model(model, tmp_path / "sm")
+    with pytest.raises(EdgekitError, match=r"cannot express .*FFT2D.*--allow-tf-ops"):
+        convert(tmp_path / "sm", "fp32")
+
+
+def test_broken_variable_file_is_caught(tmp_path):
+    """from_concrete_functions(..., keras_model) leaves weights as variables under Keras 3."""
+    import tensorflow as tf
+    from converters.tflite import verify_tflite
+    from device_bench.errors import EdgekitError
+    from edgekit.models import create_model
+    model = create_model("mobilenet_v2", alpha=0.35, size=64, classes=10)
+    fn = tf.function(lambda x: model(x)).get_concrete_function(tf.TensorSpec([1, 64, 64, 3], tf.float32))
+    try:
+        data = tf.lite.TFLiteConverter.from_concrete_functions([fn], model).convert()
+    except Exception:
+        pytest.skip("this TensorFlow refuses the broken path outright")
+    with pytest.raises(EdgekitError, match="broken conversion"):
+        verify_tflite(data, "trap")
+
+
+@pytest.mark.parametrize("setup,args,needle", [
+    ("missing", ["--calibration", "{tmp}/nowhere"], "does not exist"),
+    ("empty", ["--calibration", "{tmp}/empty"], "holds no image files"),
+    ("junk", ["--calibration", "{tmp}/junk"], "no decodable image"),
+])
+def test_bad_calibration_folders(invoke, tmp_path, setup, args, needle):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "junk" / "b.png").write_bytes(b"")
+    result = invoke("convert", "squeezenet1_1", "--size", "48", "-p", "int8", "-o", tmp_path / "out",
+                    *[a.format(tmp=tmp_path) for a in args])
+    assert result.exit_code == 1 and needle in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out" / "squeezenet1_1_48_int8").exists()
+
+
+def test_some_bad_calibration_files_are_named_and_skipped(invoke, tmp_path):
+    import shutil
+    cal = tmp_path / "cal"
+    cal.mkdir()
+    shutil.copy(SAMPLES / "cat.jpg", cal / "cat.jpg")
+    (cal / "broken.jpg").write_bytes((SAMPLES / "coffee.jpg").read_bytes()[:300])
+    result = invoke("convert", "squeezenet1_1", "--size", "48", "--classes", "3", "-p", "int8",
+                    "--calibration", cal, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "broken.jpg" in result.output and "1 calibration images" in result.output
+
+
+def test_unwritable_output(invoke, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = invoke("convert", "squeezenet1_1", "--size", "48", "-p", "fp32", "-o", blocker)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+
+
+def test_debug_layers_writes_csv(invoke, tmp_path):
+    result = invoke("convert", "mobilenet_v2", "--alpha", "0.35", "--size", "48", "--classes", "3",
+                    "-p", "int8", "--debug-layers", "--calibration-count", "3", "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("worst layer:") == 5
+    rows = (tmp_path / "mobilenet_v2_035_48_int8" / "layer_errors.csv").read_text().splitlines()
+    assert rows[0].startswith("rmse/scale") and len(rows) > 10
