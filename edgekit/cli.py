@@ -58,25 +58,6 @@ def model_options(f):
     return f
 
 
-def render_table(rows, columns):
-    """A plain-text table: columns is a list of (header, key) pairs."""
-    cells = [[h for h, _ in columns]] + [[_fmt(r.get(k)) for _, k in columns] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _fmt(v):
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v:,}"
-    return str(v)
-
-
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def models(as_json):
@@ -86,7 +67,8 @@ def models(as_json):
     if as_json:
         echo_json(rows)
     else:
-        click.echo(render_table(rows, [("name", "name"), ("params", "params"), ("MACs", "macs"),
+        from device_bench.output import format_table
+        click.echo(format_table(rows, [("name", "name"), ("params", "params"), ("MACs", "macs"),
                                        ("input", "input_size"), ("alphas", "alphas"),
                                        ("preprocessing", "preprocessing"), ("ImageNet weights", "weights")]))
 
@@ -149,6 +131,114 @@ def convert(source, precisions, outdir, alpha, size, classes, weights, mean, std
                    + (f"  top-1 agreement {fid['top1_agreement']:.1%}, cosine {fid['cosine']:.4f}" if fid else ""))
         for row in b.get("debug_layers") or []:
             click.echo(f"  worst layer: {row['tensor']} ({row['op']}): RMSE/scale {row['rmse/scale']:.3f}")
+
+
+def runtime_option(f):
+    return click.option("--runtime", type=click.Choice(["litert", "tflite-runtime", "tensorflow"]),
+                        help="Force a TFLite runtime (default: LiteRT, then tflite-runtime, then TensorFlow).")(f)
+
+
+def threads_list(ctx, param, value):
+    try:
+        values = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"integers separated by commas, got {value!r}") from None
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"thread counts must be at least 1, got {value!r}")
+    return values
+
+
+@cli.command()
+@click.argument("models", nargs=-1, required=True)
+@click.option("--threads", default="1", show_default=True, callback=threads_list, help="Sweep, e.g. 1,2,4.")
+@click.option("--runs", default=50, show_default=True, help="Timed runs, at least.")
+@click.option("--min-secs", default=1.0, show_default=True, help="Timed runs last at least this long.")
+@click.option("--max-secs", default=150.0, show_default=True, help="And at most this long.")
+@click.option("--warmup-runs", default=1, show_default=True)
+@click.option("--warmup-secs", default=0.5, show_default=True)
+@runtime_option
+@click.option("--no-xnnpack", is_flag=True, help="Run without default delegates.")
+@click.option("--delegate", help="External delegate: PATH[:key=value;...].")
+@click.option("--input", "input_", help="An image or .npy input (default: random).")
+@click.option("--poll-memory", is_flag=True, help="Also poll RSS every 50 ms (affects timing).")
+@click.option("--cooldown", default=0.0, help="Seconds to sleep between configurations.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of result records.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write a CSV file.")
+def bench(models, threads, runs, min_secs, max_secs, warmup_runs, warmup_secs, runtime, no_xnnpack, delegate,
+          input_, poll_memory, cooldown, as_json, csv_path):
+    """Benchmark MODELS (bundles or .tflite files), one fresh process per configuration."""
+    from device_bench.bench import BenchParams, run_sweep
+    from device_bench.output import BENCH_COLUMNS, format_table, write_csv
+    params = BenchParams(threads=threads[0], warmup_runs=warmup_runs, warmup_min_secs=warmup_secs, num_runs=runs,
+                         min_secs=min_secs, max_secs=max_secs, xnnpack=not no_xnnpack, delegate=delegate,
+                         runtime=runtime, input=input_, poll_memory=poll_memory).validate()
+    results = run_sweep(models, params, threads, cooldown, progress=None if as_json else progress)
+    if csv_path:
+        write_csv(csv_path, results)
+    if as_json:
+        echo_json(results)
+    else:
+        click.echo(format_table(results, BENCH_COLUMNS))
+        for r in results:
+            for w in r.get("warnings", []):
+                progress(f"warning: {r['model']}: {w}")
+    if any("error" in r for r in results):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--top-k", default=5, show_default=True)
+@click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one per line.")
+@click.option("--mean", help="Pixel mean for a bare .tflite: the model sees (pixel - mean) / std.")
+@click.option("--std", help="Pixel std for a bare .tflite.")
+@runtime_option
+@click.option("--json", "as_json", is_flag=True)
+def classify(model, images, top_k, labels, mean, std, runtime, as_json):
+    """Top-k labels for IMAGES (files or folders) with MODEL (a bundle or .tflite)."""
+    from device_bench.__main__ import print_classification
+    from device_bench.classify import classify as run, open_predictor
+    from device_bench.predict import preprocessing_override
+    from device_bench.runtime import resolve_runtime
+    predictor = open_predictor(model, labels, preprocessing_override(parse_floats(mean, "mean"),
+                                                                     parse_floats(std, "std")),
+                               resolve_runtime(runtime))
+    results = run(predictor, images, top_k)
+    print_classification(results, as_json)
+    if any("error" in r for r in results):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("dataset")
+@click.option("--compare", help="A second bundle: report top-1 agreement with it.")
+@click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one per line.")
+@runtime_option
+@click.option("--json", "as_json", is_flag=True)
+def evaluate(model, dataset, compare, labels, runtime, as_json):
+    """Top-1/top-5 accuracy of MODEL on DATASET (one subfolder per class, or a CSV of path,label)."""
+    from device_bench.__main__ import print_evaluation
+    from device_bench.classify import evaluate as run, open_predictor
+    from device_bench.runtime import resolve_runtime
+    rt = resolve_runtime(runtime)
+    predictor = open_predictor(model, labels, runtime=rt)
+    other = open_predictor(compare, labels, runtime=rt) if compare else None
+    result = run(predictor, dataset, other)
+    print_evaluation(result, as_json)
+    if result["errors"]:
+        sys.exit(1)
+
+
+@cli.command("pack-runner")
+@click.option("-o", "--output", default="device_bench.pyz", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+def pack_runner(output, force):
+    """Build device_bench.pyz, the one-file device runner (stdlib zipapp)."""
+    from edgekit.runner_pack import pack_runner as pack
+    path = pack(output, force)
+    click.echo(f"wrote {path}: run `python3 {output} bench BUNDLE` on a device with numpy and a TFLite runtime")
 
 
 def main():

@@ -1,0 +1,106 @@
+"""Where a figure was measured: CPU, cores, frequency, temperature, runtime, versions, emulation."""
+
+import glob
+import os
+import platform
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _cpuinfo():
+    text = _read("/proc/cpuinfo") or ""
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip().lower(), value.strip())
+    return fields
+
+
+def cpu_model(info=None):
+    info = info if info is not None else _cpuinfo()
+    for key in ("model name", "hardware", "cpu model", "processor"):
+        if info.get(key) and not info[key].isdigit():
+            return info[key]
+    return platform.processor() or None
+
+
+def vector_bits(info=None):
+    """Widest SIMD register the CPU advertises, for the 'fraction of peak' figure."""
+    info = info if info is not None else _cpuinfo()
+    flags = set((info.get("flags") or info.get("features") or "").split())
+    for flag, bits in (("avx512f", 512), ("avx2", 256), ("avx", 256), ("sse2", 128), ("asimd", 128), ("neon", 128)):
+        if flag in flags:
+            return bits
+    return None
+
+
+def emulated(info=None):
+    """True under qemu-user: the machine says ARM but /proc/cpuinfo describes the x86 host (or vice versa)."""
+    info = info if info is not None else _cpuinfo()
+    machine = platform.machine().lower()
+    x86_host = info.get("vendor_id") in ("GenuineIntel", "AuthenticAMD") or "avx" in (info.get("flags") or "")
+    arm_host = "cpu implementer" in info or "asimd" in (info.get("features") or "")
+    if machine in ("aarch64", "arm64") or machine.startswith("arm"):
+        return x86_host
+    if machine in ("x86_64", "amd64", "i686"):
+        return arm_host
+    return False
+
+
+def frequency_mhz():
+    value = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
+    return round(int(value) / 1000) if value and value.isdigit() else None
+
+
+def temperature_c():
+    temps = []
+    for zone in sorted(glob.glob("/sys/class/thermal/thermal_zone*/temp")):
+        value = _read(zone)
+        if value and value.lstrip("-").isdigit():
+            temps.append(int(value) / 1000)
+    return max(temps) if temps else None
+
+
+def collect(runtime=None):
+    import numpy
+    info = _cpuinfo()
+    emu = emulated(info)
+    env = {
+        "hostname": platform.node(),
+        "cpu": cpu_model(info),
+        "arch": platform.machine(),
+        "cores": os.cpu_count(),
+        "vector_bits": vector_bits(info),
+        "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "frequency_mhz": frequency_mhz(),
+        "max_frequency_mhz": (lambda v: round(int(v) / 1000) if v and v.isdigit() else None)(
+            _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")),
+        "temperature_c": temperature_c(),
+        "board": (_read("/proc/device-tree/model") or "").rstrip("\x00") or None,
+        "runtime": runtime.as_dict() if runtime else None,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "os": f"{platform.system()} {platform.release()}",
+        "libc": " ".join(platform.libc_ver()).strip() or None,
+        "emulated": emu,
+    }
+    if emu:
+        env["note"] = "running under emulation (qemu): timings are meaningless for the real device"
+    return env
+
+
+def device_label(env):
+    """A short name for a device in tables and chart titles."""
+    parts = [env.get("board") or env.get("cpu") or env.get("arch") or "unknown"]
+    if env.get("cores"):
+        parts.append(f"{env['cores']} cores")
+    if env.get("emulated"):
+        parts.append("EMULATED")
+    return ", ".join(parts)
+
