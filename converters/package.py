@@ -86,15 +86,12 @@ def package(model, *, name, precisions, outdir, preprocessing, source, params, m
     fid_inputs = None
     if check_fidelity:
         fid_inputs = _eval_inputs(eval_dir, input_shape, preprocessing, progress) if eval_dir else calibration
-    keras_probs = None
-    if fid_inputs:
-        keras_probs = np.concatenate([np.asarray(model(x, training=False)) for x in fid_inputs])
-
     with tempfile.TemporaryDirectory(prefix="edgekit-convert-") as tmp:
         saved = os.path.join(tmp, "saved_model")
         progress(f"{name}: exporting SavedModel with input {input_shape}")
         with quiet_stderr():
             export_saved_model(model, saved)
+        keras_probs = _keras_outputs(model, fid_inputs) if fid_inputs else None
         for p in todo:
             progress(f"{name} {p}: converting")
             t0 = time.perf_counter()
@@ -144,6 +141,11 @@ def package(model, *, name, precisions, outdir, preprocessing, source, params, m
             results.append(summary)
     order = {p: i for i, p in enumerate(precisions)}
     return sorted(results, key=lambda r: order[r["precision"]])
+
+
+def _keras_outputs(model, inputs):
+    # predict() traces once and then runs a graph: about 3x faster than eager calls under Keras 3
+    return model.predict(np.concatenate(inputs), batch_size=50, verbose=0)
 
 
 def _existing_hash(folder):

@@ -42,7 +42,6 @@ def add_bench_args(p):
     p.add_argument("--input", help="an image or a .npy file (default: random input)")
     p.add_argument("--poll-memory", action="store_true", help="also poll RSS every 50 ms (affects timing)")
     p.add_argument("--cooldown", type=float, default=0.0, help="seconds to sleep between configurations")
-    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--in-process", action="store_true",
                    help="run in this process instead of one fresh process per configuration")
     p.add_argument("--json", action="store_true", help="print a JSON list of result records")
@@ -54,7 +53,7 @@ def params_from_args(a):
     return BenchParams(threads=a.threads[0], warmup_runs=a.warmup_runs, warmup_min_secs=a.warmup_secs,
                        num_runs=a.runs, min_secs=a.min_secs, max_secs=a.max_secs, run_delay=a.run_delay,
                        xnnpack=not a.no_xnnpack, delegate=a.delegate, runtime=a.runtime, input=a.input,
-                       poll_memory=a.poll_memory, seed=a.seed).validate()
+                       poll_memory=a.poll_memory).validate()
 
 
 def cmd_bench(a):

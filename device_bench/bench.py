@@ -42,7 +42,6 @@ class BenchParams:
     runtime: str = None
     input: str = None  # None (random), an image, or a .npy file
     poll_memory: bool = False
-    seed: int = 0
 
     def validate(self):
         if self.threads < 1:
@@ -88,17 +87,18 @@ class _MemoryPoller(threading.Thread):
             self.peak = max(self.peak, _status_mb("VmRSS") or 0.0)
 
 
-def make_input(detail, ref, source, seed):
+def make_input(detail, ref, source):
     """The input tensor: random by default, or an image / .npy preprocessed per the manifest."""
     shape = [int(v) for v in detail["shape"]]
     dtype = np.dtype(detail["dtype"])
     scale, zero = detail["quantization"]
     if source is None:
-        rng = np.random.default_rng(seed)
+        # random bytes rather than numpy.random, whose import alone costs ~7 MB of resident memory
+        count = int(np.prod(shape))
+        raw = np.frombuffer(os.urandom(count * dtype.itemsize), dtype=np.uint8)
         if dtype.kind == "f":
-            return rng.uniform(-1, 1, shape).astype(dtype)
-        info = np.iinfo(dtype)
-        return rng.integers(info.min, info.max + 1, shape, dtype=dtype)
+            return (raw[:count].astype(np.float32) / 127.5 - 1.0).astype(dtype).reshape(shape)
+        return raw.view(dtype).reshape(shape).copy()
     if source.endswith(".npy"):
         try:
             arr = np.load(source, allow_pickle=False)
@@ -117,12 +117,21 @@ def make_input(detail, ref, source, seed):
     return quantize(load_input(source, shape, prep), dtype, scale, zero)
 
 
+def percentile(sorted_values, q):
+    """Linear interpolation between closest ranks, as numpy.percentile's default (without its import cost)."""
+    pos = (len(sorted_values) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
 def _stats(ms):
-    a = np.asarray(ms, np.float64)
-    pct = np.percentile(a, [5, 50, 90, 95, 99])
-    return {"count": int(a.size), "min": float(a.min()), "max": float(a.max()), "mean": float(a.mean()),
-            "std": float(a.std()), "p5": float(pct[0]), "p50": float(pct[1]), "p90": float(pct[2]),
-            "p95": float(pct[3]), "p99": float(pct[4])}
+    s = sorted(ms)
+    mean = sum(s) / len(s)
+    out = {"count": len(s), "min": s[0], "max": s[-1], "mean": mean,
+           "std": (sum((v - mean) ** 2 for v in s) / len(s)) ** 0.5}
+    out.update({f"p{q}": percentile(s, q) for q in (5, 50, 90, 95, 99)})
+    return out
 
 
 def run_benchmark(model, params=BenchParams()):
@@ -146,7 +155,7 @@ def run_benchmark(model, params=BenchParams()):
     detail = interpreter.get_input_details()[0]
     if len(interpreter.get_input_details()) != 1:
         warnings.append("the model has several inputs; only the first is fed")
-    interpreter.set_tensor(detail["index"], make_input(detail, ref, params.input, params.seed))
+    interpreter.set_tensor(detail["index"], make_input(detail, ref, params.input))
     quantized = np.dtype(detail["dtype"]).kind in "iu" or (ref.manifest or {}).get("precision") == "int8"
     if runtime.name == "tflite-runtime" and quantized:
         warnings.append("tflite-runtime does not apply XNNPACK to int8 models: expect int8 to run many times "
@@ -253,7 +262,7 @@ def runner_command():
 def params_to_args(p):
     args = ["--threads", str(p.threads), "--warmup-runs", str(p.warmup_runs), "--warmup-secs", str(p.warmup_min_secs),
             "--runs", str(p.num_runs), "--min-secs", str(p.min_secs), "--max-secs", str(p.max_secs),
-            "--run-delay", str(p.run_delay), "--seed", str(p.seed)]
+            "--run-delay", str(p.run_delay)]
     if not p.xnnpack:
         args.append("--no-xnnpack")
     for flag, value in (("--delegate", p.delegate), ("--runtime", p.runtime), ("--input", p.input)):

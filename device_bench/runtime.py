@@ -36,9 +36,9 @@ def _install_hint(name):
 
 def _import(name):
     if name == "litert":
+        import ai_edge_litert
         from ai_edge_litert import interpreter as mod
-        from importlib.metadata import version
-        return Runtime(name, version("ai-edge-litert"), mod)
+        return Runtime(name, getattr(ai_edge_litert, "__version__", "unknown"), mod)
     if name == "tflite-runtime":
         import tflite_runtime
         from tflite_runtime import interpreter as mod

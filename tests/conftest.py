@@ -87,3 +87,46 @@ def tiny_bundles(runner, cli, tmp_path_factory, tiny_labels):
         for b in summary["bundles"]:
             made[(name, b["precision"])] = Path(b["bundle"])
     return made
+
+
+DIGIT_MODELS = [("squeezenet1_1", None, 15), ("mobilenet_v2", 0.35, 15)]
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    """Real labelled images: train/ and test/ class folders of 32x32 PNG digits."""
+    import digits as d
+    root = tmp_path_factory.mktemp("digits")
+    train_dir, test_dir = d.write_digits(root)
+    labels = root / "labels.txt"
+    labels.write_text("".join(f"{c}\n" for c in d.CLASSES))
+    return {"root": root, "train": train_dir, "test": test_dir, "labels": labels}
+
+
+@pytest.fixture(scope="session")
+def digit_models(digits, runner, cli):
+    """Small SqueezeNet 1.1 and MobileNetV2 trained on the digits, converted at every precision
+    (and int8 with uint8 and float32 I/O) through the CLI, calibrated on training images."""
+    import json
+    import digits as d
+    from device_bench.images import make_preprocessing
+    prep = make_preprocessing("tf")
+    out = {}
+    for name, alpha, epochs in DIGIT_MODELS:
+        model = d.train(name, alpha, digits["train"], prep, epochs)
+        path = digits["root"] / f"{name}.keras"
+        model.save(path)
+        base = ["convert", path, "--preprocessing", "tf", "--labels", digits["labels"], "--calibration",
+                digits["train"], "--calibration-count", 200, "--eval", digits["test"], "--json"]
+        bundles = {}
+        for io, precisions, folder in (("int8", PRECISIONS, "bundles"), ("uint8", ["int8"], "uint8"),
+                                       ("float32", ["int8"], "float32")):
+            args = base + ["--io", io, "-o", digits["root"] / folder]
+            for p in precisions:
+                args += ["-p", p]
+            result = runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
+            assert result.exit_code == 0, result.output
+            for b in json.loads(result.stdout)["bundles"]:
+                bundles[b["precision"] if io == "int8" else f"int8-{io}"] = Path(b["bundle"])
+        out[name] = {"keras": model, "path": path, "bundles": bundles}
+    return out
