@@ -89,7 +89,7 @@ def tiny_bundles(runner, cli, tmp_path_factory, tiny_labels):
     return made
 
 
-DIGIT_MODELS = [("squeezenet1_1", None, 15), ("mobilenet_v2", 0.35, 15)]
+DIGIT_MODELS = [("squeezenet1_1", None, 20, 1e-3), ("mobilenet_v2", 0.35, 15, 2e-3)]
 
 
 @pytest.fixture(scope="session")
@@ -112,8 +112,8 @@ def digit_models(digits, runner, cli):
     from device_bench.images import make_preprocessing
     prep = make_preprocessing("tf")
     out = {}
-    for name, alpha, epochs in DIGIT_MODELS:
-        model = d.train(name, alpha, digits["train"], prep, epochs)
+    for name, alpha, epochs, lr in DIGIT_MODELS:
+        model = d.train(name, alpha, digits["train"], prep, epochs, lr)
         path = digits["root"] / f"{name}.keras"
         model.save(path)
         base = ["convert", path, "--preprocessing", "tf", "--labels", digits["labels"], "--calibration",

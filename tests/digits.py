@@ -40,7 +40,7 @@ def load_split(folder, prep):
     return np.stack(xs), np.array(ys)
 
 
-def train(name, alpha, train_dir, prep, epochs, seed=0):
+def train(name, alpha, train_dir, prep, epochs, lr, seed=0):
     """Train a zoo network from scratch on the digits; returns the Keras model."""
     import keras
     from edgekit.models import create_model
@@ -51,7 +51,7 @@ def train(name, alpha, train_dir, prep, epochs, seed=0):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.9  # Keras's MobileNet default (0.999) needs far more steps than we train
     x, y = load_split(train_dir, prep)
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     model.fit(x, y, batch_size=32, epochs=epochs, verbose=0, shuffle=True)
     return model

@@ -14,12 +14,19 @@ _V11 = {"conv": (64, 3), "fires": [(16, 64), (16, 64), (32, 128), (32, 128), (48
                                    (64, 256), (64, 256)], "pool_after": (3, 5)}
 
 
+# torchvision's initialisation (He-uniform convolutions, a small normal for the classifier), plus a bias
+# of 1 on the classifier: an equal shift of every logit leaves the softmax unchanged, but keeps the
+# classifier's ReLU alive. With a zero bias about half the classes start dead and never train.
+_INIT = "he_uniform"
+
+
 def fire_module(x, index, squeeze, expand):
     from keras import layers
     name = f"fire{index}"
-    s = layers.Conv2D(squeeze, 1, activation="relu", name=f"{name}_squeeze1x1")(x)
-    e1 = layers.Conv2D(expand, 1, activation="relu", name=f"{name}_expand1x1")(s)
-    e3 = layers.Conv2D(expand, 3, padding="same", activation="relu", name=f"{name}_expand3x3")(s)
+    s = layers.Conv2D(squeeze, 1, activation="relu", kernel_initializer=_INIT, name=f"{name}_squeeze1x1")(x)
+    e1 = layers.Conv2D(expand, 1, activation="relu", kernel_initializer=_INIT, name=f"{name}_expand1x1")(s)
+    e3 = layers.Conv2D(expand, 3, padding="same", activation="relu", kernel_initializer=_INIT,
+                       name=f"{name}_expand3x3")(s)
     return layers.Concatenate(axis=-1, name=f"{name}_concat")([e1, e3])
 
 
@@ -37,14 +44,16 @@ def SqueezeNet(version="1.1", input_shape=(224, 224, 3), classes=1000, dropout=0
     cfg = _V10 if version == "1.0" else _V11
     inputs = keras.Input(shape=input_shape, name="input")
     filters, kernel = cfg["conv"]
-    x = layers.Conv2D(filters, kernel, strides=2, activation="relu", name="conv1")(inputs)
+    x = layers.Conv2D(filters, kernel, strides=2, activation="relu", kernel_initializer=_INIT, name="conv1")(inputs)
     x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
     for i, (squeeze, expand) in enumerate(cfg["fires"], start=2):
         x = fire_module(x, i, squeeze, expand)
         if i in cfg["pool_after"]:
             x = layers.MaxPooling2D(3, strides=2, name=f"pool{i}")(x)
     x = layers.Dropout(dropout, name="drop9")(x)
-    x = layers.Conv2D(classes, 1, activation="relu", name="conv10")(x)
+    x = layers.Conv2D(classes, 1, activation="relu", name="conv10",
+                      kernel_initializer=keras.initializers.RandomNormal(0.0, 0.01),
+                      bias_initializer=keras.initializers.Constant(1.0))(x)
     x = layers.GlobalAveragePooling2D(name="avgpool10")(x)
     outputs = layers.Activation("softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name or f"squeezenet{version.replace('.', '_')}")
