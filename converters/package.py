@@ -136,7 +136,8 @@ def package(model, *, name, precisions, outdir, preprocessing, source, params, m
                     summary["debug_layers"] = run_debugger(
                         saved, calibration, os.path.join(folders[p], "layer_errors.csv"))
             progress(f"{name} {p}: wrote {folders[p]} ({written['file_size'] / 1e6:.2f} MB"
-                     + (f", top-1 agreement {fid['top1_agreement']:.1%} on {fid['images']} images" if fid else "")
+                     + (f", top-1 agreement {fid['top1_agreement']:.1%} on {fid['images']} images"
+                        if fid and fid["trained_weights"] and not fid["degenerate_output"] else "")
                      + ")")
             results.append(summary)
     order = {p: i for i, p in enumerate(precisions)}

@@ -53,6 +53,13 @@ def emulated(info=None):
     return False
 
 
+def _float(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
 def frequency_mhz():
     value = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
     return round(int(value) / 1000) if value and value.isdigit() else None
@@ -81,6 +88,7 @@ def collect(runtime=None):
         "frequency_mhz": frequency_mhz(),
         "max_frequency_mhz": (lambda v: round(int(v) / 1000) if v and v.isdigit() else None)(
             _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")),
+        "cpuinfo_mhz": _float(info.get("cpu mhz")),
         "temperature_c": temperature_c(),
         "board": (_read("/proc/device-tree/model") or "").rstrip("\x00") or None,
         "runtime": runtime.as_dict() if runtime else None,

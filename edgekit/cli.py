@@ -4,6 +4,7 @@ Nothing heavy is imported at module level, so ``edgekit --help`` starts without 
 """
 
 import json
+import os
 import sys
 
 import click
@@ -127,8 +128,12 @@ def convert(source, precisions, outdir, alpha, size, classes, weights, mean, std
         return
     for b in summary["bundles"]:
         fid = b.get("fidelity")
-        click.echo(f"{b['bundle']}  {b.get('file_size', 0) / 1e6:.2f} MB"
-                   + (f"  top-1 agreement {fid['top1_agreement']:.1%}, cosine {fid['cosine']:.4f}" if fid else ""))
+        if fid and (not fid["trained_weights"] or fid["degenerate_output"]):
+            note = "  (random weights: fidelity figures measure nothing)" if not fid["trained_weights"] else \
+                "  (every output equal: agreement measures nothing)"
+        else:
+            note = f"  top-1 agreement {fid['top1_agreement']:.1%}, cosine {fid['cosine']:.4f}" if fid else ""
+        click.echo(f"{b['bundle']}  {b.get('file_size', 0) / 1e6:.2f} MB{note}")
         for row in b.get("debug_layers") or []:
             click.echo(f"  worst layer: {row['tensor']} ({row['op']}): RMSE/scale {row['rmse/scale']:.3f}")
 
@@ -239,6 +244,48 @@ def pack_runner(output, force):
     from edgekit.runner_pack import pack_runner as pack
     path = pack(output, force)
     click.echo(f"wrote {path}: run `python3 {output} bench BUNDLE` on a device with numpy and a TFLite runtime")
+
+
+@cli.command()
+@click.option("-o", "--output", "outdir", default="demo-out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Rebuild every bundle instead of reusing unchanged ones.")
+def demo(outdir, force):
+    """The built-in study: SqueezeNet 1.1, MobileNet V1 and V2 at 224, every precision, benchmarked here."""
+    import copy
+    from edgekit.study import DEMO_CONFIG, run_study
+    _finish(run_study(copy.deepcopy(DEMO_CONFIG), outdir, force=force, progress=progress), outdir)
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "outdir", type=click.Path(file_okay=False), help="Default: the config's output.")
+@click.option("--force", is_flag=True, help="Rebuild every bundle instead of reusing unchanged ones.")
+def run(config, outdir, force):
+    """Run the study a TOML CONFIG describes (models, precisions, threads, calibration, evaluation)."""
+    from edgekit.study import load_config, run_study
+    cfg = load_config(config)
+    outdir = outdir or cfg.get("output") or "edgekit-out"
+    _finish(run_study(cfg, outdir, force=force, progress=progress), outdir)
+
+
+def _finish(results, outdir):
+    from edgekit.report import COLUMNS, table_rows
+    from device_bench.output import format_table
+    rows = table_rows(results)
+    cols = [c for c in COLUMNS if any(r.get(c[1]) is not None for r in rows)]
+    click.echo(format_table(rows, cols))
+    click.echo(f"report: {os.path.join(os.path.abspath(outdir), 'report.md')}")
+    if any(r.get("error") for r in rows):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False))
+def report(results, outdir):
+    """Rebuild report.md, results.csv and tradeoff.png from saved RESULTS.json files (several devices too)."""
+    from edgekit.report import load_results, write_report
+    write_report(load_results(results), outdir, progress=progress)
 
 
 def main():
