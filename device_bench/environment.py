@@ -40,6 +40,13 @@ def vector_bits(info=None):
     return None
 
 
+def int8_dot(info=None):
+    """Whether the CPU has int8 dot-product instructions (4 int8 multiply-adds per 32-bit lane)."""
+    info = info if info is not None else _cpuinfo()
+    flags = set((info.get("flags") or info.get("features") or "").split())
+    return bool(flags & {"avx512_vnni", "avx_vnni", "asimddp"})
+
+
 def emulated(info=None):
     """True under qemu-user: the machine says ARM but /proc/cpuinfo describes the x86 host (or vice versa)."""
     info = info if info is not None else _cpuinfo()
@@ -84,6 +91,7 @@ def collect(runtime=None):
         "arch": platform.machine(),
         "cores": os.cpu_count(),
         "vector_bits": vector_bits(info),
+        "int8_dot": int8_dot(info),
         "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         "frequency_mhz": frequency_mhz(),
         "max_frequency_mhz": (lambda v: round(int(v) / 1000) if v and v.isdigit() else None)(

@@ -18,13 +18,15 @@ COLUMNS = [
 ]
 
 
-def peak_macs_per_s(env, threads):
-    """fp32 FMA peak: threads x clock x (vector bits / 32 lanes) x 2 FMA units; None if unknown."""
+def peak_macs_per_s(env, threads, precision):
+    """Peak multiply-adds/s: threads x clock x (vector bits / 32 lanes) x 2 FMA units, and 4x that for
+    int8 and dynamic-range kernels on CPUs with int8 dot products (VNNI, ARM dotprod); None if unknown."""
     mhz = env.get("max_frequency_mhz") or env.get("frequency_mhz") or env.get("cpuinfo_mhz")
     bits = env.get("vector_bits")
     if not mhz or not bits:
         return None
-    return threads * mhz * 1e6 * (bits / 32) * 2
+    per_lane = 4 if precision in ("int8", "dynamic") and env.get("int8_dot") else 1
+    return threads * mhz * 1e6 * (bits / 32) * 2 * per_lane
 
 
 def table_rows(results):
@@ -44,7 +46,7 @@ def table_rows(results):
                 row.update(init_ms=b["init_ms"], p50_ms=lat["p50"], p90_ms=lat["p90"], peak_rss_mb=b["peak_rss_mb"])
                 if r.get("macs"):
                     row["gmacs_per_s"] = r["macs"] / (lat["p50"] / 1e3) / 1e9
-                    peak = peak_macs_per_s(env, b["threads"])
+                    peak = peak_macs_per_s(env, b["threads"], r["precision"])
                     row["fraction_of_peak"] = row["gmacs_per_s"] * 1e9 / peak if peak else None
             if row["precision"] == "fp32":
                 fp32[(row["model"], row["threads"])] = row
@@ -127,8 +129,9 @@ def render_markdown(runs, chart):
                 "- *size vs fp32* and *speed-up* are against the same model's fp32 bundle at the same threads.",
                 "- *peak RSS* is the benchmark process's high-water mark (VmHWM): Python, NumPy and the runtime "
                 "included, one fresh process per configuration.",
-                "- *GMAC/s* is multiply-adds / p50 latency. *of peak* divides it by threads x clock x "
-                "(vector bits / 32) x 2 FMA units, the fp32 peak; int8 kernels can exceed that basis.", ""]
+                "- *GMAC/s* is multiply-adds / p50 latency. *of peak* divides it by the CPU's peak: threads x "
+                "clock x (vector bits / 32) x 2 FMA units, times 4 for int8 and dynamic builds where the CPU "
+                "has int8 dot products (VNNI, dotprod). A rough ceiling: turbo clocks and port counts vary.", ""]
         preds = [r for r in run["rows"] if r.get("predictions") and r["precision"] == "fp32"]
         if preds:
             out += ["### Predictions (fp32, top-1)", "", "| image | " + " | ".join(r["model"] for r in preds) + " |",

@@ -64,6 +64,14 @@ def load_config(path):
     return cfg
 
 
+def _has_imagenet_weights(name):
+    from edgekit.models import get_spec
+    try:
+        return get_spec(name).has_imagenet_weights
+    except EdgekitError:
+        return True  # an unknown name fails, with its own message, in the conversion
+
+
 def _model_label(m):
     return m.get("source") or m["name"]
 
@@ -83,6 +91,12 @@ def run_study(cfg, outdir, force=False, progress=print):
     params = BenchParams(num_runs=int(cfg.get("runs", 50)), min_secs=float(cfg.get("min_secs", 1.0))).validate()
     env = collect(resolve_runtime())
     rows, notes, started = [], [], time.time()
+    stages = []
+
+    def stage(model, name, t0):
+        import resource
+        stages.append({"model": model, "stage": name, "seconds": round(time.time() - t0, 2),
+                       "host_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
     for m in cfg["models"]:
         label = _model_label(m)
         progress(f"== {label}: converting to {', '.join(precisions)}")
@@ -92,23 +106,29 @@ def run_study(cfg, outdir, force=False, progress=print):
                       labels=m.get("labels"), calibration=cfg.get("calibration"),
                       calibration_count=int(cfg.get("calibration_count", 200)),
                       force=force, reuse=not force, progress=lambda s: progress(f"   {s}"))
+        if "name" not in m:
+            weights_used = "none"
+        elif weights_used == "imagenet" and not _has_imagenet_weights(m["name"]):
+            notes.append(f"{label}: Keras publishes no ImageNet weights for it; random weights")
+            progress(f"   {notes[-1]}")
+            weights_used = "none"
+        t0 = time.time()
         try:
             try:
-                summary = run_convert(label, precisions, os.path.join(outdir, "bundles"),
-                                      weights=weights_used if "name" in m else "none", **kwargs)
+                summary = run_convert(label, precisions, os.path.join(outdir, "bundles"), weights=weights_used,
+                                      **kwargs)
             except EdgekitError as e:
-                if weights_used != "imagenet" or "could not fetch ImageNet weights" not in str(e) and \
-                        "no published ImageNet weights" not in str(e):
+                if weights_used != "imagenet" or "could not fetch ImageNet weights" not in str(e):
                     raise
-                note = f"{label}: ImageNet weights unavailable ({str(e).split(':')[0]}...); using random weights"
-                progress(f"   {note}")
-                notes.append(note)
-                weights_used = "none"
+                reason = str(e).split("through Keras: ", 1)[-1].split("; download them")[0]
+                notes.append(f"{label}: ImageNet weights could not be fetched ({reason[-90:]}); random weights")
+                progress(f"   {notes[-1]}")
                 summary = run_convert(label, precisions, os.path.join(outdir, "bundles"), weights="none", **kwargs)
         except EdgekitError as e:
             progress(f"   error: {e}")
             rows += [{"model": label, "precision": p, "error": str(e)} for p in precisions]
             continue
+        stage(label, "build and convert", t0)
         trained = summary["source"].get("trained", True)
         command = _convert_command(summary["source"], precisions, os.path.join(outdir, "bundles"), cfg, m)
         fp32_top1 = {}
@@ -119,12 +139,12 @@ def run_study(cfg, outdir, force=False, progress=print):
                    else None}
             try:
                 row.update(_measure(b["bundle"], row, params, threads, cfg, trained, fp32_top1, progress,
-                                    run_isolated))
+                                    run_isolated, stage))
             except EdgekitError as e:
                 row["error"] = str(e)
                 progress(f"   error: {e}")
             rows.append(row)
-    meta = {"config": cfg, "seconds": round(time.time() - started, 1), "notes": notes,
+    meta = {"config": cfg, "seconds": round(time.time() - started, 1), "notes": notes, "stages": stages,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))}
     results = {"format": 1, "environment": env, "meta": meta, "rows": rows}
@@ -149,7 +169,7 @@ def _convert_command(source, precisions, outdir, cfg, m):
     return shlex.join(["edgekit", "convert", *args, "-o", outdir])
 
 
-def _measure(bundle, row, params, threads, cfg, trained, fp32_top1, progress, run_isolated):
+def _measure(bundle, row, params, threads, cfg, trained, fp32_top1, progress, run_isolated, stage):
     """Manifest facts, a benchmark per thread count, classification and accuracy for one bundle."""
     import json
     from device_bench.classify import classify, evaluate, open_predictor
@@ -159,9 +179,12 @@ def _measure(bundle, row, params, threads, cfg, trained, fp32_top1, progress, ru
     out = {"params": manifest.get("params"), "macs": manifest.get("macs"), "file_size": manifest["file_size"],
            "fidelity": manifest.get("fidelity") if trained else None}
     bench = []
+    name = f"{row['model']} {row['precision']}"
     for t in threads:
-        progress(f"   {row['model']} {row['precision']}: benchmarking, {t} thread(s)")
+        progress(f"   {name}: benchmarking, {t} thread(s)")
+        t0 = time.time()
         r = run_isolated(bundle, replace(params, threads=t))
+        stage(name, f"bench, {t} thread(s) (own process: peak RSS {r.get('peak_rss_mb', 0):.0f} MB)", t0)
         if "error" in r:
             raise EdgekitError(r["error"])
         bench.append(r)
@@ -173,7 +196,9 @@ def _measure(bundle, row, params, threads, cfg, trained, fp32_top1, progress, ru
     predictor = open_predictor(bundle)
     if cfg.get("classify"):
         progress(f"   {row['model']} {row['precision']}: classifying {cfg['classify']}")
+        t0 = time.time()
         preds = classify(predictor, [cfg["classify"]], top_k=min(5, predictor.num_outputs))
+        stage(name, "classify", t0)
         out["predictions"] = [{"image": os.path.basename(p["image"]), "top": p.get("predictions", [])[:3],
                                "error": p.get("error")} for p in preds]
         top1 = {p["image"]: p["top"][0]["index"] for p in out["predictions"] if p["top"]}
@@ -184,6 +209,8 @@ def _measure(bundle, row, params, threads, cfg, trained, fp32_top1, progress, ru
             out["agreement_fp32"] = sum(same) / len(same)
     if cfg.get("evaluate"):
         progress(f"   {row['model']} {row['precision']}: evaluating on {cfg['evaluate']}")
+        t0 = time.time()
         ev = evaluate(predictor, cfg["evaluate"])
+        stage(name, "evaluate", t0)
         out.update(top1=ev["top1"], top5=ev["top5"], eval_count=ev["count"])
     return out
