@@ -15,5 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/edgekit demo -o demo-out
 
+# The remote-device tests need an emulated aarch64 board: set up here (best effort, needs root),
+# torn down afterwards; without it those tests are skipped with the reason.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	PYTHON=$(PY) sh tests/board/board.sh up .board; \
+	EDGEKIT_BOARD_DIR=$(CURDIR)/.board $(PY) -m pytest -q; status=$$?; \
+	sh tests/board/board.sh down .board; exit $$status

@@ -153,6 +153,24 @@ def threads_list(ctx, param, value):
     return values
 
 
+def target_options(f):
+    """--target/--targets/--ssh-config/--install-runtime: run on devices over SSH instead of here."""
+    f = click.option("--install-runtime", is_flag=True,
+                     help="Install a TFLite runtime on a target that has none (pip install --user).")(f)
+    f = click.option("--ssh-config", type=click.Path(dir_okay=False), help="An ssh_config file (ssh -F).")(f)
+    f = click.option("--targets", "targets_file", type=click.Path(dir_okay=False), help="A file of targets, one per line.")(f)
+    f = click.option("--target", "targets", multiple=True,
+                     help="ssh://[user@]host[:port] or a Host alias; repeat for several devices at once.")(f)
+    return f
+
+
+def remote_targets(targets, targets_file, ssh_config):
+    if not targets and not targets_file:
+        return None
+    from edgekit.remote import read_targets
+    return read_targets(targets, targets_file, ssh_config)
+
+
 @cli.command()
 @click.argument("models", nargs=-1, required=True)
 @click.option("--threads", default="1", show_default=True, callback=threads_list, help="Sweep, e.g. 1,2,4.")
@@ -169,21 +187,33 @@ def threads_list(ctx, param, value):
 @click.option("--cooldown", default=0.0, help="Seconds to sleep between configurations.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of result records.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write a CSV file.")
+@target_options
 def bench(models, threads, runs, min_secs, max_secs, warmup_runs, warmup_secs, runtime, no_xnnpack, delegate,
-          input_, poll_memory, cooldown, as_json, csv_path):
-    """Benchmark MODELS (bundles or .tflite files), one fresh process per configuration."""
-    from device_bench.bench import BenchParams, run_sweep
+          input_, poll_memory, cooldown, as_json, csv_path, targets, targets_file, ssh_config, install_runtime):
+    """Benchmark MODELS (bundles or .tflite files), one fresh process per configuration, here or on --target."""
+    from device_bench.bench import BenchParams, params_to_args, run_sweep
     from device_bench.output import BENCH_COLUMNS, format_table, write_csv
     params = BenchParams(threads=threads[0], warmup_runs=warmup_runs, warmup_min_secs=warmup_secs, num_runs=runs,
                          min_secs=min_secs, max_secs=max_secs, xnnpack=not no_xnnpack, delegate=delegate,
                          runtime=runtime, input=input_, poll_memory=poll_memory).validate()
-    results = run_sweep(models, params, threads, cooldown, progress=None if as_json else progress)
+    remote = remote_targets(targets, targets_file, ssh_config)
+    if remote:
+        from edgekit.remote import remote_bench
+        args = params_to_args(params)
+        args[1] = ",".join(map(str, threads))
+        results = remote_bench(remote, models, args + ["--cooldown", str(cooldown)], install_runtime, progress)
+    else:
+        results = run_sweep(models, params, threads, cooldown, progress=None if as_json else progress)
     if csv_path:
         write_csv(csv_path, results)
     if as_json:
         echo_json(results)
     else:
-        click.echo(format_table(results, BENCH_COLUMNS))
+        columns = ([("target", "target")] if remote else []) + BENCH_COLUMNS
+        if any((r.get("environment") or {}).get("emulated") for r in results):
+            columns.append(("timings", lambda r: "EMULATED: meaningless" if (r.get("environment") or {}).get(
+                "emulated") else None))
+        click.echo(format_table(results, columns))
         for r in results:
             for w in r.get("warnings", []):
                 progress(f"warning: {r['model']}: {w}")
@@ -200,9 +230,25 @@ def bench(models, threads, runs, min_secs, max_secs, warmup_runs, warmup_secs, r
 @click.option("--std", help="Pixel std for a bare .tflite.")
 @runtime_option
 @click.option("--json", "as_json", is_flag=True)
-def classify(model, images, top_k, labels, mean, std, runtime, as_json):
-    """Top-k labels for IMAGES (files or folders) with MODEL (a bundle or .tflite)."""
+@target_options
+def classify(model, images, top_k, labels, mean, std, runtime, as_json, targets, targets_file, ssh_config,
+             install_runtime):
+    """Top-k labels for IMAGES (files or folders) with MODEL (a bundle or .tflite), here or on --target."""
     from device_bench.__main__ import print_classification
+    remote = remote_targets(targets, targets_file, ssh_config)
+    if remote:
+        from edgekit.remote import remote_classify
+        if labels:
+            raise EdgekitError("--labels with --target: put the labels in the bundle (edgekit convert --labels)")
+        extra = ["--top-k", str(top_k)] + (["--runtime", runtime] if runtime else [])
+        for flag, value in (("--mean", mean), ("--std", std)):
+            if value:
+                extra += [flag, value]
+        results = remote_classify(remote, model, images, extra, install_runtime, progress)
+        print_classification(results, as_json)
+        if any("error" in r for r in results):
+            sys.exit(1)
+        return
     from device_bench.classify import classify as run, open_predictor
     from device_bench.predict import preprocessing_override
     from device_bench.runtime import resolve_runtime
@@ -222,9 +268,26 @@ def classify(model, images, top_k, labels, mean, std, runtime, as_json):
 @click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one per line.")
 @runtime_option
 @click.option("--json", "as_json", is_flag=True)
-def evaluate(model, dataset, compare, labels, runtime, as_json):
+@target_options
+def evaluate(model, dataset, compare, labels, runtime, as_json, targets, targets_file, ssh_config, install_runtime):
     """Top-1/top-5 accuracy of MODEL on DATASET (one subfolder per class, or a CSV of path,label)."""
     from device_bench.__main__ import print_evaluation
+    remote = remote_targets(targets, targets_file, ssh_config)
+    if remote:
+        from edgekit.remote import remote_evaluate
+        if labels:
+            raise EdgekitError("--labels with --target: put the labels in the bundle (edgekit convert --labels)")
+        results = remote_evaluate(remote, model, dataset, ["--runtime", runtime] if runtime else [], compare,
+                                  install_runtime, progress)
+        if as_json:
+            echo_json(results)
+        for r in results:
+            if not as_json:
+                click.echo(f"[{r['target']}] " + ("error: " + r["error"] if "error" in r else
+                                                  f"top-1 {r['top1']:.2%}, top-5 {r['top5']:.2%} on {r['count']} images"))
+        if any("error" in r or r.get("errors") for r in results):
+            sys.exit(1)
+        return
     from device_bench.classify import evaluate as run, open_predictor
     from device_bench.runtime import resolve_runtime
     rt = resolve_runtime(runtime)
@@ -233,6 +296,29 @@ def evaluate(model, dataset, compare, labels, runtime, as_json):
     result = run(predictor, dataset, other)
     print_evaluation(result, as_json)
     if result["errors"]:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("bundles", nargs=-1, required=True)
+@click.option("--dir", "folder", default="edgekit", show_default=True,
+              help="Folder on the device (relative to the login's home) that keeps the runner and bundles.")
+@click.option("--json", "as_json", is_flag=True)
+@target_options
+def deploy(bundles, folder, as_json, targets, targets_file, ssh_config, install_runtime):
+    """Copy BUNDLES and device_bench.pyz to a named folder on each --target, and leave them there."""
+    from edgekit.remote import deploy as run
+    remote = remote_targets(targets, targets_file, ssh_config)
+    if not remote:
+        raise EdgekitError("deploy needs --target or --targets")
+    results = run(remote, bundles, folder, install_runtime, progress)
+    if as_json:
+        echo_json(results)
+    else:
+        for r in results:
+            click.echo(f"[{r['target']}] " + (f"error: {r['error']}" if "error" in r else
+                                              f"{r['folder']}: {', '.join(r['files'])}"))
+    if any("error" in r for r in results):
         sys.exit(1)
 
 
