@@ -15,9 +15,16 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/edgekit demo -o demo-out
 
+# The last tflite-runtime (2.14, NumPy 1.x) in a venv of its own: the device-side tests run the
+# runner under it too, to prove the fallback runtime and its known limits are handled.
+TFRT := .venv-tflite-runtime
+$(TFRT)/.installed:
+	-$(PYTHON) -m venv $(TFRT) && $(TFRT)/bin/python -m pip install -q -c constraints-tflite-runtime.txt \
+		tflite-runtime numpy pillow && touch $@
+
 # The remote-device tests need an emulated aarch64 board: set up here (best effort, needs root),
 # torn down afterwards; without it those tests are skipped with the reason.
-test: $(STAMP)
+test: $(STAMP) $(TFRT)/.installed
 	PYTHON=$(PY) sh tests/board/board.sh up .board; \
 	EDGEKIT_BOARD_DIR=$(CURDIR)/.board $(PY) -m pytest -q; status=$$?; \
 	sh tests/board/board.sh down .board; exit $$status

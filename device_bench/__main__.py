@@ -11,13 +11,11 @@ from device_bench.errors import EdgekitError
 
 
 def _threads(text):
+    from device_bench.bench import parse_threads
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"threads must be integers separated by commas, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"threads must be at least 1, got {text!r}")
-    return values
+        return parse_threads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _floats(text):
@@ -46,6 +44,7 @@ def add_bench_args(p):
                    help="run in this process instead of one fresh process per configuration")
     p.add_argument("--json", action="store_true", help="print a JSON list of result records")
     p.add_argument("--csv", help="also write the results to this CSV file")
+    p.add_argument("--force", action="store_true", help="replace an existing CSV file")
 
 
 def params_from_args(a):
@@ -58,12 +57,14 @@ def params_from_args(a):
 
 def cmd_bench(a):
     from device_bench.bench import run_sweep
-    from device_bench.output import BENCH_COLUMNS, format_table, write_csv
+    from device_bench.output import BENCH_COLUMNS, check_new, format_table, write_csv
+    if a.csv:
+        check_new(a.csv, a.force)
     progress = None if (a.json or a.in_process) else (lambda m: print(m, file=sys.stderr))
     results = run_sweep(a.models, params_from_args(a), a.threads, a.cooldown, isolate=not a.in_process,
                         progress=progress)
     if a.csv:
-        write_csv(a.csv, results)
+        write_csv(a.csv, results, a.force)
     if a.json:
         print(json.dumps(results, indent=2))
     else:

@@ -58,6 +58,17 @@ class BenchParams:
         return self
 
 
+def parse_threads(text):
+    """'1,2,4' -> [1, 2, 4]; ValueError with a message for anything else."""
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"threads must be integers separated by commas, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"threads must be at least 1, got {text!r}")
+    return values
+
+
 def _status_mb(field):
     try:
         with open("/proc/self/status") as f:
@@ -82,9 +93,13 @@ class _MemoryPoller(threading.Thread):
         self.peak = 0.0
         self.stop = threading.Event()
 
+    def sample(self):
+        self.peak = max(self.peak, _status_mb("VmRSS") or 0.0)
+
     def run(self):
+        self.sample()
         while not self.stop.wait(POLL_SECONDS):
-            self.peak = max(self.peak, _status_mb("VmRSS") or 0.0)
+            self.sample()
 
 
 def make_input(detail, ref, source):
@@ -189,6 +204,7 @@ def run_benchmark(model, params=BenchParams()):
     if poller:
         poller.stop.set()
         poller.join()
+        poller.sample()
 
     taken, total = delegated_nodes(interpreter)
     env = environment.collect(runtime)

@@ -171,8 +171,5 @@ def read_embedded(path):
 
 
 def write_json_atomic(path, obj):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    from device_bench.output import write_text_atomic
+    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")

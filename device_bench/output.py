@@ -1,7 +1,29 @@
 """Views of result records: a text table, flat rows, a CSV file. No third-party dependency."""
 
 import csv
+import io
 import os
+
+from device_bench.errors import EdgekitError
+
+
+def check_new(path, force):
+    """Refuse to replace an existing output unless --force."""
+    if os.path.exists(path) and not force:
+        raise EdgekitError(f"{path} already exists; pass --force to replace it")
+
+
+def write_text_atomic(path, text):
+    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise EdgekitError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def format_table(rows, columns):
@@ -38,16 +60,15 @@ def flatten(record, prefix=""):
     return out
 
 
-def write_csv(path, records):
-    """Write flattened records as CSV, atomically (temporary file, then rename)."""
+def write_csv(path, records, force=True):
+    """Write flattened records as CSV, atomically."""
+    check_new(path, force)
     rows = [flatten(r) for r in records]
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+    w.writeheader()
+    w.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
 
 
 BENCH_COLUMNS = [

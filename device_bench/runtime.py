@@ -106,8 +106,10 @@ def open_interpreter(model_path, runtime, threads=1, xnnpack=True, delegate=None
     try:
         interpreter = mod.Interpreter(**kwargs)
         interpreter.allocate_tensors()
-    except ImportError as e:
-        if "_ARRAY_API" in str(e):
+    except (ImportError, SystemError) as e:
+        # tflite-runtime 2.14 under NumPy 2: "_ARRAY_API not found", surfacing as a SystemError
+        text = f"{e} {e.__cause__ or ''} {e.__context__ or ''}"
+        if "_ARRAY_API" in text or "numpy.core.multiarray" in text:
             raise EdgekitError(f"runtime {runtime.name} {runtime.version} was built for NumPy 1.x and this is "
                                f"NumPy {_numpy_version()}: pip install 'numpy<2'") from None
         raise

@@ -144,13 +144,11 @@ def runtime_option(f):
 
 
 def threads_list(ctx, param, value):
+    from device_bench.bench import parse_threads
     try:
-        values = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"integers separated by commas, got {value!r}") from None
-    if not values or min(values) < 1:
-        raise click.BadParameter(f"thread counts must be at least 1, got {value!r}")
-    return values
+        return parse_threads(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def target_options(f):
@@ -187,12 +185,15 @@ def remote_targets(targets, targets_file, ssh_config):
 @click.option("--cooldown", default=0.0, help="Seconds to sleep between configurations.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of result records.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write a CSV file.")
+@click.option("--force", is_flag=True, help="Replace an existing CSV file.")
 @target_options
 def bench(models, threads, runs, min_secs, max_secs, warmup_runs, warmup_secs, runtime, no_xnnpack, delegate,
-          input_, poll_memory, cooldown, as_json, csv_path, targets, targets_file, ssh_config, install_runtime):
+          input_, poll_memory, cooldown, as_json, csv_path, force, targets, targets_file, ssh_config, install_runtime):
     """Benchmark MODELS (bundles or .tflite files), one fresh process per configuration, here or on --target."""
     from device_bench.bench import BenchParams, params_to_args, run_sweep
-    from device_bench.output import BENCH_COLUMNS, format_table, write_csv
+    from device_bench.output import BENCH_COLUMNS, check_new, format_table, write_csv
+    if csv_path:
+        check_new(csv_path, force)
     params = BenchParams(threads=threads[0], warmup_runs=warmup_runs, warmup_min_secs=warmup_secs, num_runs=runs,
                          min_secs=min_secs, max_secs=max_secs, xnnpack=not no_xnnpack, delegate=delegate,
                          runtime=runtime, input=input_, poll_memory=poll_memory).validate()
@@ -205,7 +206,7 @@ def bench(models, threads, runs, min_secs, max_secs, warmup_runs, warmup_secs, r
     else:
         results = run_sweep(models, params, threads, cooldown, progress=None if as_json else progress)
     if csv_path:
-        write_csv(csv_path, results)
+        write_csv(csv_path, results, force)
     if as_json:
         echo_json(results)
     else:
@@ -368,9 +369,12 @@ def _finish(results, outdir):
 @cli.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False))
-def report(results, outdir):
+@click.option("--force", is_flag=True, help="Replace a report already in OUTDIR.")
+def report(results, outdir, force):
     """Rebuild report.md, results.csv and tradeoff.png from saved RESULTS.json files (several devices too)."""
     from edgekit.report import load_results, write_report
+    from device_bench.output import check_new
+    check_new(os.path.join(outdir, "report.md"), force)
     write_report(load_results(results), outdir, progress=progress)
 
 

@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-import shutil
 import tempfile
 
 from device_bench.errors import EdgekitError
@@ -22,27 +21,17 @@ def check_output(path, force):
 
 
 @contextlib.contextmanager
-def atomic_path(path, force, is_dir=False):
-    """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
+def atomic_path(path, force):
+    """Yield a temporary file path beside ``path``; move it into place only if the block succeeds."""
     path = check_output(path, force)
     parent, base = os.path.split(path)
     stem, ext = os.path.splitext(base)
-    if is_dir:
-        tmp = tempfile.mkdtemp(prefix=f".{base}.", dir=parent)
-    else:
-        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=ext, dir=parent)
-        os.close(fd)
-        os.unlink(tmp)  # writers such as Keras want to create the file themselves
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=ext, dir=parent)
+    os.close(fd)
+    os.unlink(tmp)  # writers such as Keras want to create the file themselves
     try:
         yield tmp
-        if os.path.isdir(path) and is_dir:
-            old = tempfile.mkdtemp(prefix=f".{base}.old.", dir=parent)
-            os.rmdir(old)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        os.replace(tmp, path)
     except OSError as e:
         _remove(tmp)
         raise EdgekitError(f"cannot write {path}: {e.strerror or e}") from None
@@ -52,7 +41,5 @@ def atomic_path(path, force, is_dir=False):
 
 
 def _remove(path):
-    if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.exists(path):
+    if os.path.exists(path):
         os.unlink(path)

@@ -6,7 +6,7 @@ import os
 
 from device_bench.environment import device_label
 from device_bench.errors import EdgekitError
-from device_bench.output import format_table, write_csv
+from device_bench.output import format_table, write_csv, write_text_atomic
 
 MARKERS = {"fp32": "o", "fp16": "s", "dynamic": "^", "int8": "D"}
 COLUMNS = [
@@ -80,20 +80,13 @@ def write_report(results, outdir, progress=print):
     runs = results if isinstance(results, list) else [results]
     os.makedirs(outdir, exist_ok=True)
     all_rows = [row for run in runs for row in table_rows(run)]
-    _write_text(os.path.join(outdir, "results.json"),
+    write_text_atomic(os.path.join(outdir, "results.json"),
                 json.dumps(runs[0] if len(runs) == 1 else {"format": 1, "runs": runs}, indent=2) + "\n")
     write_csv(os.path.join(outdir, "results.csv"), all_rows)
     chart = plot_tradeoff(runs, os.path.join(outdir, "tradeoff.png"))
-    _write_text(os.path.join(outdir, "report.md"), render_markdown(runs, chart))
+    write_text_atomic(os.path.join(outdir, "report.md"), render_markdown(runs, chart))
     progress(f"wrote {outdir}/report.md, results.json, results.csv" + (", tradeoff.png" if chart else ""))
     return all_rows
-
-
-def _write_text(path, text):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _md_table(rows):

@@ -39,10 +39,11 @@ def test_bench_fp32_and_int8_sweep_json_and_csv(tiny_bundles, blocked_env, tmp_p
 
 
 def test_no_xnnpack_takes_no_nodes_and_table_output(tiny_bundles, blocked_env):
-    proc = run_device(["bench", tiny_bundles[("squeezenet1_1", "fp32")], "--no-xnnpack", *QUICK, "--json"],
-                      blocked_env)
+    proc = run_device(["bench", tiny_bundles[("squeezenet1_1", "fp32")], "--no-xnnpack", *QUICK, "--json",
+                       "--poll-memory"], blocked_env)
     row = json.loads(proc.stdout)[0]
     assert row["xnnpack"] is False and row["delegated_nodes"] == 0
+    assert row["memory_mb"]["peak_rss_polled_50ms"] > 0 and "may affect timing" in row["memory_mb"]["note"]
     table = run_device(["bench", tiny_bundles[("squeezenet1_1", "fp32")], *QUICK], blocked_env)
     assert table.returncode == 0 and "p50 ms" in table.stdout and "squeezenet1_1_64_fp32" in table.stdout
 
@@ -137,6 +138,8 @@ def test_edgekit_bench_cli_table_json_csv(invoke, tiny_bundles, tmp_path):
                 "environment"):
         assert key in row
     assert (tmp_path / "b.csv").read_text().startswith("model,")
+    again = invoke("bench", bundle, *QUICK, "--csv", tmp_path / "b.csv")
+    assert again.exit_code == 1 and "already exists; pass --force" in again.output
     table = invoke("bench", bundle, *QUICK)
     assert "squeezenet1_1_64_dynamic" in table.stdout and "p90 ms" in table.stdout
     bad = invoke("bench", bundle, "--threads", "0")

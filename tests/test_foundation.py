@@ -23,3 +23,16 @@ def test_device_bench_imports_without_tensorflow_keras_click(blocked_env):
     assert proc.returncode != 0  # the blocker itself works
     help_ = run_device(["--help"], blocked_env)
     assert help_.returncode == 0 and "bench" in help_.stdout
+
+
+def test_tensorflow_noise_hidden_unless_verbose(tmp_path):
+    def build(*flags):
+        env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("TF_CPP")}
+        return subprocess.run([sys.executable, "-m", "edgekit.cli", *flags, "build", "squeezenet1_1", "--size", "48",
+                               "-o", tmp_path / f"m{len(flags)}.keras"], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=300)
+    quiet = build()
+    assert quiet.returncode == 0, quiet.stderr
+    assert "oneDNN" not in quiet.stderr and "absl" not in quiet.stderr and quiet.stderr == ""
+    loud = build("--verbose")
+    assert loud.returncode == 0 and "oneDNN" in loud.stderr

@@ -82,6 +82,8 @@ def test_report_rebuilds_the_same_table_and_compares_devices(small_run, invoke, 
     result = invoke("report", saved, "-o", tmp_path / "again")
     assert result.exit_code == 0, result.output
     assert table_block((tmp_path / "again" / "report.md").read_text()) == table_block((d / "out" / "report.md").read_text())
+    assert invoke("report", saved, "-o", tmp_path / "again").exit_code == 1  # exists: needs --force
+    assert invoke("report", saved, "-o", tmp_path / "again", "--force").exit_code == 0
     other = json.loads(saved.read_text())
     other["environment"].update(cpu="Cortex-A72", board="Raspberry Pi 4 Model B Rev 1.4", arch="aarch64", cores=4)
     (tmp_path / "pi.json").write_text(json.dumps(other))
