@@ -80,7 +80,7 @@ def package(model, *, name, precisions, outdir, preprocessing, source, params, m
         if calibration_dir is None:
             raise EdgekitError("int8 needs calibration images: give --calibration DIR")
         progress(f"{name}: loading calibration images from {calibration_dir}")
-        calibration, used = load_calibration(calibration_dir, input_shape, preprocessing, calibration_count,
+        calibration, _ = load_calibration(calibration_dir, input_shape, preprocessing, calibration_count,
                                              warn=lambda m: progress(f"warning: {m}"))
         progress(f"{name}: {len(calibration)} calibration images")
     fid_inputs = None
@@ -92,7 +92,7 @@ def package(model, *, name, precisions, outdir, preprocessing, source, params, m
         with quiet_stderr():
             export_saved_model(model, saved)
         keras_probs = _keras_outputs(model, fid_inputs) if fid_inputs else None
-        for p in todo:
+        def one(p):
             progress(f"{name} {p}: converting")
             t0 = time.perf_counter()
             with quiet_stderr():
@@ -139,7 +139,14 @@ def package(model, *, name, precisions, outdir, preprocessing, source, params, m
                      + (f", top-1 agreement {fid['top1_agreement']:.1%} on {fid['images']} images"
                         if fid and fid["trained_weights"] and not fid["degenerate_output"] else "")
                      + ")")
-            results.append(summary)
+            return summary
+
+        for p in todo:
+            try:
+                results.append(one(p))
+            except EdgekitError as e:  # one precision failing does not stop the others
+                progress(f"{name} {p}: error: {e}")
+                results.append({"precision": p, "bundle": folders[p], "error": str(e)})
     order = {p: i for i, p in enumerate(precisions)}
     return sorted(results, key=lambda r: order[r["precision"]])
 

@@ -64,7 +64,10 @@ def describe_conversion_error(e):
     if not ops:
         ops = sorted(set(re.findall(r"failed to legalize operation '([\w.]+)'", text)))
     if ops:
-        return (f"TFLite builtins cannot express {', '.join(ops)}; change the layer that produces it, "
+        # the op's graph scope names the Keras layer: model/layer/.../Op
+        scopes = sorted(set(re.findall(r'fused\["(\w+):", "[^/"]+/([^/"@]+)/[^"@]*\1@', text)))
+        where = f" (from layer {', '.join(dict.fromkeys(s for _, s in scopes))})" if scopes else ""
+        return (f"TFLite builtins cannot express {', '.join(ops)}{where}; change that layer, "
                 f"or pass --allow-tf-ops (the result then needs TensorFlow on the device)")
     lines = [l for l in text.splitlines() if "error" in l.lower()] or text.splitlines() or [type(e).__name__]
     return f"conversion failed: {lines[0].strip()[:400]}"

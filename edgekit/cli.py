@@ -123,10 +123,12 @@ def convert(source, precisions, outdir, alpha, size, classes, weights, mean, std
                           calibration=calibration, calibration_count=calibration_count, io=io,
                           allow_tf_ops=allow_tf_ops, eval_dir=eval_dir, debug_layers=debug_layers,
                           force=force, progress=progress)
+    failed = [b for b in summary["bundles"] if "error" in b]
     if as_json:
         echo_json(summary)
-        return
-    for b in summary["bundles"]:
+    for b in [] if as_json else summary["bundles"]:
+        if "error" in b:
+            continue
         fid = b.get("fidelity")
         if fid and (not fid["trained_weights"] or fid["degenerate_output"]):
             note = "  (random weights: fidelity figures measure nothing)" if not fid["trained_weights"] else \
@@ -136,6 +138,10 @@ def convert(source, precisions, outdir, alpha, size, classes, weights, mean, std
         click.echo(f"{b['bundle']}  {b.get('file_size', 0) / 1e6:.2f} MB{note}")
         for row in b.get("debug_layers") or []:
             click.echo(f"  worst layer: {row['tensor']} ({row['op']}): RMSE/scale {row['rmse/scale']:.3f}")
+    for b in failed:
+        click.echo(f"Error: {b['precision']}: {b['error']}", err=True)
+    if failed:
+        sys.exit(1)
 
 
 def runtime_option(f):

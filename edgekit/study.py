@@ -137,6 +137,9 @@ def run_study(cfg, outdir, force=False, progress=print):
                    "precision": b["precision"], "bundle": b["bundle"], "trained_weights": trained,
                    "reused_bundle": b.get("reused", False), "convert_command": command if b is summary["bundles"][0]
                    else None}
+            if "error" in b:
+                rows.append(dict(row, error=b["error"]))
+                continue
             try:
                 row.update(_measure(b["bundle"], row, params, threads, cfg, trained, fp32_top1, progress,
                                     run_isolated, stage))
@@ -166,6 +169,8 @@ def _convert_command(source, precisions, outdir, cfg, m):
         args += ["-p", p]
     if cfg.get("calibration"):
         args += ["--calibration", cfg["calibration"]]
+    if m.get("labels"):
+        args += ["--labels", m["labels"]]
     return shlex.join(["edgekit", "convert", *args, "-o", outdir])
 
 

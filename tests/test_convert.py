@@ -105,6 +105,20 @@ def test_unsupported_op_is_named(invoke, tmp_path):
         convert(tmp_path / "sm", "fp32")
 
 
+def test_unsupported_layer_is_named_through_the_cli(invoke, tmp_path):
+    import keras
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Resizing(24, 24, interpolation="bicubic", name="upscale")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x)).save(tmp_path / "bicubic.keras")
+    r = invoke("convert", tmp_path / "bicubic.keras", "--mean", "0", "--std", "255", "-p", "fp32", "-p", "fp16",
+               "-o", tmp_path / "out")
+    assert r.exit_code == 1
+    errors = [line for line in r.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 2 and all("tf.ResizeBicubic" in e and "upscale" in e for e in errors)
+    assert not (tmp_path / "out" / "bicubic_fp32").exists()
+
+
 def test_broken_variable_file_is_caught(tmp_path):
     """from_concrete_functions(..., keras_model) leaves weights as variables under Keras 3."""
     import tensorflow as tf
