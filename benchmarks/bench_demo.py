@@ -30,9 +30,10 @@ def main():
     if proc.returncode not in (0, 1):
         sys.exit(proc.stderr[-2000:])
     results = json.load(open(os.path.join(a.workdir, "results.json")))
-    print(f"{'stage':60s} {'seconds':>8s} {'host peak RSS MB':>17s}")
+    print(f"{'model':28s} {'stage':20s} {'seconds':>8s} {'edgekit RSS MB':>15s} {'bench process RSS MB':>21s}")
     for s in results["meta"]["stages"]:
-        print(f"{(s['model'] + ': ' + s['stage'])[:60]:60s} {s['seconds']:8.2f} {s['host_peak_rss_mb']:17.1f}")
+        own = f"{s['process_peak_rss_mb']:.1f}" if s.get("process_peak_rss_mb") else "-"
+        print(f"{s['model']:28s} {s['stage']:20s} {s['seconds']:8.2f} {s['host_peak_rss_mb']:15.1f} {own:>21s}")
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print()
     print(f"edgekit demo: {wall:.1f} s wall (target: within 600 s), exit status {proc.returncode}")

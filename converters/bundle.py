@@ -58,17 +58,19 @@ def write_bundle(folder, tflite_bytes, manifest, labels=None, force=False):
         raise EdgekitError(f"cannot write {folder}: {e.strerror or e}") from None
     try:
         labels_text = "\n".join(labels) + "\n" if labels else None
-        # the file size is part of the manifest, and the manifest is inside the file: settle the
-        # size first with a placeholder of the final width, then embed for real
+        # The file size is part of the manifest, and the manifest is inside the file: embed a
+        # fixed-width placeholder, then patch the final size into it (JSON allows trailing spaces).
         manifest = dict(manifest, file_size=0, labels=mf.LABELS_NAME if labels else None)
-        for _ in range(3):
-            entries = {mf.META_MANIFEST: json.dumps(manifest, sort_keys=True).encode()}
-            if labels_text:
-                entries[mf.META_LABELS] = labels_text.encode()
-            data = embed_metadata(tflite_bytes, entries)
-            if manifest["file_size"] == len(data):
-                break
-            manifest["file_size"] = len(data)
+        placeholder = b'"file_size": 0' + b" " * 20
+        text = json.dumps(manifest, sort_keys=True).encode().replace(b'"file_size": 0', placeholder, 1)
+        entries = {mf.META_MANIFEST: text}
+        if labels_text:
+            entries[mf.META_LABELS] = labels_text.encode()
+        data = embed_metadata(tflite_bytes, entries)
+        if data.count(placeholder) != 1:
+            raise EdgekitError(f"{folder}: could not place the manifest in the model file")
+        manifest["file_size"] = len(data)
+        data = data.replace(placeholder, f'"file_size": {len(data)}'.encode().ljust(len(placeholder)))
         mf.validate_manifest(manifest, f"{folder} (manifest being written)")
         with open(os.path.join(tmp, mf.MODEL_NAME), "wb") as f:
             f.write(data)

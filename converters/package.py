@@ -6,6 +6,7 @@ import os
 import platform
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -91,7 +92,10 @@ def package(model, *, name, precisions, outdir, preprocessing, source, params, m
         progress(f"{name}: exporting SavedModel with input {input_shape}")
         with quiet_stderr():
             export_saved_model(model, saved)
-        keras_probs = _keras_outputs(model, fid_inputs) if fid_inputs else None
+        # The Keras reference runs in a thread while the converter works on the SavedModel (both
+        # spend their time in C++ with the GIL released), so the fidelity check adds little wall time.
+        pool = ThreadPoolExecutor(1)
+        keras_future = pool.submit(_keras_outputs, model, fid_inputs) if fid_inputs else None
         def one(p):
             progress(f"{name} {p}: converting")
             t0 = time.perf_counter()
@@ -107,10 +111,14 @@ def package(model, *, name, precisions, outdir, preprocessing, source, params, m
                 interp = None
             else:
                 with quiet_stderr():
-                    verify_tflite(data, f"{name} {p}")
-                    interp = Predictor(ModelRef(raw))
+                    try:
+                        interp = Predictor(ModelRef(raw))
+                    except EdgekitError as e:
+                        raise EdgekitError(f"{name} {p}: the converted model does not load in LiteRT ({e})") from None
+                    verify_tflite(data, interp.interpreter, f"{name} {p}")
             fid = None
-            if interp is not None and keras_probs is not None:
+            if interp is not None and keras_future is not None:
+                keras_probs = keras_future.result()
                 tfl = np.stack([interp.predict(x) for x in fid_inputs])
                 fid = dict(fidelity(keras_probs, tfl), trained_weights=bool(source.get("trained", True)))
             manifest = {
@@ -141,12 +149,15 @@ def package(model, *, name, precisions, outdir, preprocessing, source, params, m
                      + ")")
             return summary
 
-        for p in todo:
-            try:
-                results.append(one(p))
-            except EdgekitError as e:  # one precision failing does not stop the others
-                progress(f"{name} {p}: error: {e}")
-                results.append({"precision": p, "bundle": folders[p], "error": str(e)})
+        try:
+            for p in todo:
+                try:
+                    results.append(one(p))
+                except EdgekitError as e:  # one precision failing does not stop the others
+                    progress(f"{name} {p}: error: {e}")
+                    results.append({"precision": p, "bundle": folders[p], "error": str(e)})
+        finally:
+            pool.shutdown()
     order = {p: i for i, p in enumerate(precisions)}
     return sorted(results, key=lambda r: order[r["precision"]])
 

@@ -87,20 +87,20 @@ def op_names(tflite_bytes):
     return out
 
 
-def verify_tflite(tflite_bytes, where):
-    """Reject a file that kept its weights as variables, or that outputs NaN (the Keras 3 trap)."""
+def verify_tflite(tflite_bytes, interpreter, where):
+    """Reject a file that kept its weights as variables, or that outputs NaN (the Keras 3 trap).
+
+    ``interpreter`` is the converted model already open in LiteRT (the fidelity check reuses it).
+    """
     variable_ops = op_names(tflite_bytes) & _VARIABLE_OPS
     if variable_ops:
         raise EdgekitError(f"{where}: broken conversion, weights left as variable ops "
                            f"({', '.join(sorted(variable_ops))}); the file would output garbage")
-    from ai_edge_litert.interpreter import Interpreter
+    inp = interpreter.get_input_details()[0]
     try:
-        it = Interpreter(model_content=tflite_bytes)
-        it.allocate_tensors()
-        inp = it.get_input_details()[0]
-        it.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))
-        it.invoke()
-        out = it.get_tensor(it.get_output_details()[0]["index"])
+        interpreter.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))
+        interpreter.invoke()
+        out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     except Exception as e:
         raise EdgekitError(f"{where}: the converted model does not run in LiteRT ({e})") from None
     if not np.all(np.isfinite(out.astype(np.float64))):

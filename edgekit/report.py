@@ -60,7 +60,25 @@ def table_rows(results):
     return rows
 
 
+def runs_from_bench(records):
+    """`edgekit bench --json` records (local or from --target boards), grouped into one run per device."""
+    runs = {}
+    for r in records:
+        if "error" in r or "environment" not in r:
+            continue
+        env = r["environment"]
+        key = (r.get("target"), env.get("hostname"), env.get("cpu"), env.get("arch"), env.get("emulated"))
+        run = runs.setdefault(key, {"format": 1, "environment": dict(env, board=env.get("board") or r.get("target")),
+                                    "meta": {"notes": []}, "rows": []})
+        run["rows"].append({"model": r["model"], "precision": r.get("precision"), "params": r.get("params"),
+                            "macs": r.get("macs"), "file_size": r.get("model_size_bytes"),
+                            "bench": [{k: r.get(k) for k in ("threads", "init_ms", "first_ms", "latency_ms",
+                                                             "peak_rss_mb")}]})
+    return list(runs.values())
+
+
 def load_results(paths):
+    """Results of `edgekit run`/`demo` (results.json) or `edgekit bench --json`, from any devices."""
     runs = []
     for path in paths:
         try:
@@ -68,6 +86,12 @@ def load_results(paths):
                 data = json.load(f)
         except (OSError, ValueError) as e:
             raise EdgekitError(f"{path}: cannot read results ({e})") from None
+        if isinstance(data, list) and data and all(isinstance(r, dict) and "model" in r for r in data):
+            found = runs_from_bench(data)
+            if not found:
+                raise EdgekitError(f"{path}: every benchmark record in it is an error")
+            runs += found
+            continue
         found = data.get("runs", [data]) if isinstance(data, dict) else None
         if not found or not all(isinstance(r, dict) and "rows" in r and "environment" in r for r in found):
             raise EdgekitError(f"{path}: not an edgekit results file (needs 'rows' and 'environment')")

@@ -93,10 +93,11 @@ def run_study(cfg, outdir, force=False, progress=print):
     rows, notes, started = [], [], time.time()
     stages = []
 
-    def stage(model, name, t0):
+    def stage(model, name, t0, process_peak_rss_mb=None):
         import resource
         stages.append({"model": model, "stage": name, "seconds": round(time.time() - t0, 2),
-                       "host_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
+                       "host_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                       "process_peak_rss_mb": process_peak_rss_mb})
     for m in cfg["models"]:
         label = _model_label(m)
         progress(f"== {label}: converting to {', '.join(precisions)}")
@@ -120,8 +121,8 @@ def run_study(cfg, outdir, force=False, progress=print):
             except EdgekitError as e:
                 if weights_used != "imagenet" or "could not fetch ImageNet weights" not in str(e):
                     raise
-                reason = str(e).split("through Keras: ", 1)[-1].split("; download them")[0]
-                notes.append(f"{label}: ImageNet weights could not be fetched ({reason[-90:]}); random weights")
+                reason = str(e).split("through Keras: ", 1)[-1].split("; download them")[0].split(" -- ")[-1]
+                notes.append(f"{label}: ImageNet weights could not be fetched ({reason[:120]}); random weights")
                 progress(f"   {notes[-1]}")
                 summary = run_convert(label, precisions, os.path.join(outdir, "bundles"), weights="none", **kwargs)
         except EdgekitError as e:
@@ -189,7 +190,7 @@ def _measure(bundle, row, params, threads, cfg, trained, fp32_top1, progress, ru
         progress(f"   {name}: benchmarking, {t} thread(s)")
         t0 = time.time()
         r = run_isolated(bundle, replace(params, threads=t))
-        stage(name, f"bench, {t} thread(s) (own process: peak RSS {r.get('peak_rss_mb', 0):.0f} MB)", t0)
+        stage(name, f"bench, {t} thread(s)", t0, r.get("peak_rss_mb"))
         if "error" in r:
             raise EdgekitError(r["error"])
         bench.append(r)

@@ -131,8 +131,12 @@ def test_broken_variable_file_is_caught(tmp_path):
         data = tf.lite.TFLiteConverter.from_concrete_functions([fn], model).convert()
     except Exception:
         pytest.skip("this TensorFlow refuses the broken path outright")
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_content=data)  # it loads and runs: only the check below tells it is broken
+    it.allocate_tensors()
+    assert len(data) < 300_000  # the weights are missing (a correct file is about 2 MB)
     with pytest.raises(EdgekitError, match="broken conversion"):
-        verify_tflite(data, "trap")
+        verify_tflite(data, it, "trap")
 
 
 @pytest.mark.parametrize("setup,args,needle", [

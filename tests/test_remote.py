@@ -51,6 +51,19 @@ def test_bench_on_board_and_a_dead_target_is_an_error_row(invoke, board, tiny_bu
     assert "edgekit-" not in ssh(board, "ls /tmp").stdout  # the private folder was removed
 
 
+def test_report_compares_the_board_with_this_machine(invoke, board, tiny_bundles, tmp_path):
+    bundles = [tiny_bundles[("squeezenet1_1", p)] for p in ("fp32", "int8")]
+    there = remote(invoke, board, "bench", *bundles, *QUICK, "--json")
+    here = invoke("bench", *bundles, *QUICK, "--json")
+    (tmp_path / "board.json").write_text(there.stdout)
+    (tmp_path / "here.json").write_text(here.stdout)
+    r = invoke("report", tmp_path / "here.json", tmp_path / "board.json", "-o", tmp_path / "cmp")
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "cmp" / "report.md").read_text()
+    assert md.count("\n## ") == 2 and "EMULATED" in md and "Emulated CPU" in md
+    assert md.count("squeezenet1_1_64_int8") >= 2
+
+
 def _scores(rows):
     return [{p["index"]: p["score"] for p in r["predictions"]} for r in rows]
 
