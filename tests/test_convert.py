@@ -181,3 +181,20 @@ def test_debug_layers_writes_csv(invoke, tmp_path):
     assert result.stdout.count("worst layer:") == 5
     rows = (tmp_path / "mobilenet_v2_035_48_int8" / "layer_errors.csv").read_text().splitlines()
     assert rows[0].startswith("rmse/scale") and len(rows) > 10
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda m: m.update(precision="fp64"), "field 'precision' must be one of"),
+    (lambda m: m["input"].pop("dtype"), "missing field 'input.dtype'"),
+    (lambda m: m.update(format=7), "field 'format' is 7"),
+    (lambda m: m["input"].update(shape="224"), "field 'input.shape' should be list"),
+])
+def test_bad_manifest_names_the_field(invoke, tiny_bundles, tmp_path, edit, needle):
+    import shutil
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundles[("squeezenet1_1", "fp32")], bundle)
+    manifest = json.loads((bundle / "edgekit.json").read_text())
+    edit(manifest)
+    (bundle / "edgekit.json").write_text(json.dumps(manifest))
+    r = invoke("classify", bundle, SAMPLES / "cat.jpg")
+    assert r.exit_code == 1 and needle in r.output and "edgekit.json" in r.output
