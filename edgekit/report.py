@@ -199,9 +199,14 @@ def plot_tradeoff(runs, path):
             style = dict(s=40 + 60 * (r["size_mb"] or 0), c=[colours[r.get("family") or "?"]],
                          marker=MARKERS.get(r["precision"], "o"), alpha=0.7, edgecolors="black", linewidths=0.6)
             ax.scatter(r["p50_ms"], y, **style)
-            ax.annotate(f"{r['model']} {r['precision']}", (r["p50_ms"], y), fontsize=7, xytext=(4, 4),
-                        textcoords="offset points")
             ax_mem.scatter(r["p50_ms"], r["peak_rss_mb"], **style)
+        # one name per model, beside its fastest build; colour (family) and marker (precision) say the rest
+        for model in dict.fromkeys(r["model"] for r in rows):
+            fastest = min((r for r in rows if r["model"] == model), key=lambda r: r["p50_ms"])
+            y = fastest["top1"] * 100 if accuracy else fastest["macs_m"]
+            if y is not None:
+                ax.annotate(model, (fastest["p50_ms"], y), fontsize=8, xytext=(-8, 10), textcoords="offset points",
+                            ha="right")
         device = device_label(run["environment"])
         ax.set_xlabel("latency p50 (ms, 1 image)")
         ax.set_ylabel("top-1 accuracy (%)" if accuracy else "multiply-adds (millions); no accuracy measured")

@@ -1,5 +1,6 @@
 """Zoo-level operations behind `edgekit models` and `edgekit build`."""
 
+from device_bench.errors import EdgekitError
 from edgekit.files import atomic_path, check_output
 from edgekit.models import create_model, get_spec, list_models
 from edgekit.models.macs import count_macs
@@ -22,7 +23,6 @@ def describe_zoo():
 def build_to_file(name, output, alpha=None, size=None, classes=None, weights="none", force=False):
     check_output(output, force)
     if not str(output).endswith(".keras"):
-        from device_bench.errors import EdgekitError
         raise EdgekitError(f"output must end in .keras, got {output}")
     model = create_model(name, alpha=alpha, size=size, classes=classes, weights=weights)
     with atomic_path(output, force) as tmp:
