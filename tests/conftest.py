@@ -89,7 +89,7 @@ def tiny_bundles(runner, cli, tmp_path_factory, tiny_labels):
     return made
 
 
-DIGIT_MODELS = [("squeezenet1_1", None, 20, 1e-3), ("mobilenet_v2", 0.35, 15, 2e-3)]
+DIGIT_MODELS = [("squeezenet1_1", None, 20, 1e-3), ("mobilenet_v2", 0.35, 15, 2e-3), ("mobilenet_v1", 0.5, 20, 2e-3)]
 
 
 @pytest.fixture(scope="session")
