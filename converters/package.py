@@ -110,12 +110,11 @@ def package(model, *, name, precisions, outdir, preprocessing, source, params, m
                 progress(f"warning: {name} {p} may hold TensorFlow ops; a device without TensorFlow cannot run it")
                 interp = None
             else:
-                with quiet_stderr():
-                    try:
-                        interp = Predictor(ModelRef(raw))
-                    except EdgekitError as e:
-                        raise EdgekitError(f"{name} {p}: the converted model does not load in LiteRT ({e})") from None
-                    verify_tflite(data, interp.interpreter, f"{name} {p}")
+                try:
+                    interp = Predictor(ModelRef(raw))
+                except EdgekitError as e:
+                    raise EdgekitError(f"{name} {p}: the converted model does not load in LiteRT ({e})") from None
+                verify_tflite(data, interp.interpreter, f"{name} {p}")
             fid = None
             if interp is not None and keras_future is not None:
                 keras_probs = keras_future.result()

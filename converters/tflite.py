@@ -74,8 +74,8 @@ def describe_conversion_error(e):
 
 
 def op_names(tflite_bytes):
-    from device_bench.manifest import _schema
-    schema = _schema()
+    from device_bench.manifest import tflite_schema
+    schema = tflite_schema()
     model = schema.Model.GetRootAs(tflite_bytes, 0)
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     out = set()

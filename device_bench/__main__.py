@@ -18,13 +18,6 @@ def _threads(text):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _floats(text):
-    try:
-        return [float(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
-
-
 def add_bench_args(p):
     p.add_argument("models", nargs="+", help="bundle folders or .tflite files")
     p.add_argument("--threads", type=_threads, default=[1], help="thread counts to sweep, e.g. 1,2,4 (default 1)")
@@ -75,15 +68,20 @@ def cmd_bench(a):
     return 1 if any("error" in r for r in results) else 0
 
 
-def add_classify_args(p):
+def add_model_args(p):
+    """What classify and evaluate share: the model and how to read it."""
     p.add_argument("model", help="bundle folder or .tflite file")
-    p.add_argument("images", nargs="+", help="image files or folders")
-    p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--labels", help="class names, one per line (overrides the bundle's)")
-    p.add_argument("--mean", type=_floats, help="pixel mean for a bare .tflite: it sees (pixel - mean) / std")
-    p.add_argument("--std", type=_floats, help="pixel std for a bare .tflite")
+    p.add_argument("--mean", help="pixel mean for a bare .tflite: it sees (pixel - mean) / std")
+    p.add_argument("--std", help="pixel std for a bare .tflite")
     p.add_argument("--runtime", choices=["litert", "tflite-runtime", "tensorflow"])
     p.add_argument("--json", action="store_true")
+
+
+def add_classify_args(p):
+    add_model_args(p)
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--top-k", type=int, help="labels per image (default: 5, or every class if fewer)")
 
 
 def print_classification(results, as_json):
@@ -101,11 +99,11 @@ def print_classification(results, as_json):
 
 def _predictor(a, model=None):
     from device_bench.classify import open_predictor
+    from device_bench.images import parse_floats
     from device_bench.predict import preprocessing_override
     from device_bench.runtime import resolve_runtime
-    prep = preprocessing_override(getattr(a, "mean", None), getattr(a, "std", None))
-    return open_predictor(model or a.model, labels=getattr(a, "labels", None), preprocessing=prep,
-                          runtime=resolve_runtime(a.runtime))
+    prep = preprocessing_override(parse_floats(a.mean, "mean"), parse_floats(a.std, "std"))
+    return open_predictor(model or a.model, labels=a.labels, preprocessing=prep, runtime=resolve_runtime(a.runtime))
 
 
 def cmd_classify(a):
@@ -116,14 +114,9 @@ def cmd_classify(a):
 
 
 def add_evaluate_args(p):
-    p.add_argument("model", help="bundle folder or .tflite file")
+    add_model_args(p)
     p.add_argument("dataset", help="a folder with one subfolder per class, or a CSV of path,label")
     p.add_argument("--compare", help="a second bundle: report top-1 agreement with it")
-    p.add_argument("--labels", help="class names, one per line (overrides the bundle's)")
-    p.add_argument("--mean", type=_floats)
-    p.add_argument("--std", type=_floats)
-    p.add_argument("--runtime", choices=["litert", "tflite-runtime", "tensorflow"])
-    p.add_argument("--json", action="store_true")
 
 
 def print_evaluation(r, as_json):

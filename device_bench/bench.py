@@ -21,7 +21,6 @@ from device_bench import environment
 from device_bench.errors import EdgekitError
 from device_bench.images import load_input, quantize
 from device_bench.manifest import read_bundle
-from device_bench.quiet import quiet_stderr
 from device_bench.runtime import delegated_nodes, open_interpreter, resolve_runtime
 
 POLL_SECONDS = 0.05
@@ -163,8 +162,7 @@ def run_benchmark(model, params=BenchParams()):
         poller.start()
 
     t0 = time.perf_counter()
-    with quiet_stderr():
-        interpreter = open_interpreter(ref.tflite_path, runtime, params.threads, params.xnnpack, params.delegate)
+    interpreter = open_interpreter(ref.tflite_path, runtime, params.threads, params.xnnpack, params.delegate)
     init_ms = (time.perf_counter() - t0) * 1e3
     rss_init = _status_mb("VmRSS")
     detail = interpreter.get_input_details()[0]

@@ -25,8 +25,11 @@ def _check_top_k(top_k, predictor):
                            f"got {top_k}")
 
 
-def classify(predictor, paths, top_k=5):
-    """One entry per image: {"image", "predictions": [{"label", "index", "score"}]} or {"image", "error"}."""
+def classify(predictor, paths, top_k=None):
+    """One entry per image: {"image", "predictions": [{"label", "index", "score"}]} or {"image", "error"}.
+
+    ``top_k`` defaults to 5, or every class when the model has fewer; a value given is checked."""
+    top_k = min(5, predictor.num_outputs) if top_k is None else top_k
     _check_top_k(top_k, predictor)
     out = []
     for path in list_images(paths):

@@ -45,6 +45,16 @@ def make_preprocessing(mode=None, mean=None, std=None, crop_fraction=1.0, color_
     return base
 
 
+def parse_floats(text, what):
+    """'127.5' or '123.7,116.3,103.5' -> list of floats; EdgekitError naming the option otherwise."""
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in str(text).replace(",", " ").split()]
+    except ValueError:
+        raise EdgekitError(f"--{what} takes numbers separated by commas, got {text!r}") from None
+
+
 def _per_channel(value, what):
     values = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
     if len(values) == 1:

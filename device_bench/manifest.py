@@ -134,7 +134,8 @@ def read_bundle(path):
     return ModelRef(path, manifest, labels, "embedded" if manifest else None)
 
 
-def _schema():
+def tflite_schema():
+    """The .tflite flatbuffer schema module: LiteRT's, else TensorFlow's; None when neither is installed."""
     try:
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:
@@ -154,7 +155,7 @@ def read_embedded(path):
         raise EdgekitError(f"{path}: cannot read ({e})") from None
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise EdgekitError(f"{path}: not a TFLite model (no TFL3 identifier)")
-    schema = _schema()
+    schema = tflite_schema()
     if schema is None:
         return {}
     try:

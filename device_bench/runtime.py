@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 
 from device_bench.errors import EdgekitError
+from device_bench.quiet import quiet_stderr
 
 RUNTIMES = ("litert", "tflite-runtime", "tensorflow")
 
@@ -104,8 +105,9 @@ def open_interpreter(model_path, runtime, threads=1, xnnpack=True, delegate=None
         except (ValueError, OSError, RuntimeError) as e:
             raise EdgekitError(f"delegate {path} will not load: {_first_line(e)}") from None
     try:
-        interpreter = mod.Interpreter(**kwargs)
-        interpreter.allocate_tensors()
+        with quiet_stderr():  # the runtime's own "INFO: Created ... XNNPACK delegate" line
+            interpreter = mod.Interpreter(**kwargs)
+            interpreter.allocate_tensors()
     except (ImportError, SystemError) as e:
         # tflite-runtime 2.14 under NumPy 2: "_ARRAY_API not found", surfacing as a SystemError
         text = f"{e} {e.__cause__ or ''} {e.__context__ or ''}"

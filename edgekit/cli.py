@@ -40,15 +40,6 @@ def echo_json(obj):
     click.echo(json.dumps(obj, indent=2))
 
 
-def parse_floats(text, what):
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in str(text).replace(",", " ").split()]
-    except ValueError:
-        raise EdgekitError(f"--{what} takes numbers separated by commas, got {text!r}") from None
-
-
 def model_options(f):
     """Zoo build options shared by build and convert."""
     f = click.option("--alpha", type=float, help="Width multiplier (MobileNets).")(f)
@@ -116,6 +107,7 @@ def progress(message):
 def convert(source, precisions, outdir, alpha, size, classes, weights, mean, std, preprocessing, crop_fraction,
             labels, calibration, calibration_count, io, eval_dir, allow_tf_ops, debug_layers, unsafe, force, as_json):
     """Convert SOURCE (a zoo name or a .keras/.h5/SavedModel) to TFLite bundles."""
+    from device_bench.images import parse_floats
     from edgekit.convert_cmd import run_convert
     summary = run_convert(source, precisions, outdir, alpha=alpha, size=size, classes=classes, weights=weights,
                           unsafe=unsafe, mean=parse_floats(mean, "mean"), std=parse_floats(std, "std"),
@@ -231,7 +223,7 @@ def bench(models, threads, runs, min_secs, max_secs, warmup_runs, warmup_secs, r
 @cli.command()
 @click.argument("model")
 @click.argument("images", nargs=-1, required=True)
-@click.option("--top-k", default=5, show_default=True)
+@click.option("--top-k", type=int, help="Labels per image (default: 5, or every class if fewer).")
 @click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one per line.")
 @click.option("--mean", help="Pixel mean for a bare .tflite: the model sees (pixel - mean) / std.")
 @click.option("--std", help="Pixel std for a bare .tflite.")
@@ -247,7 +239,7 @@ def classify(model, images, top_k, labels, mean, std, runtime, as_json, targets,
         from edgekit.remote import remote_classify
         if labels:
             raise EdgekitError("--labels with --target: put the labels in the bundle (edgekit convert --labels)")
-        extra = ["--top-k", str(top_k)] + (["--runtime", runtime] if runtime else [])
+        extra = (["--top-k", str(top_k)] if top_k else []) + (["--runtime", runtime] if runtime else [])
         for flag, value in (("--mean", mean), ("--std", std)):
             if value:
                 extra += [flag, value]
@@ -257,6 +249,7 @@ def classify(model, images, top_k, labels, mean, std, runtime, as_json, targets,
             sys.exit(1)
         return
     from device_bench.classify import classify as run, open_predictor
+    from device_bench.images import parse_floats
     from device_bench.predict import preprocessing_override
     from device_bench.runtime import resolve_runtime
     predictor = open_predictor(model, labels, preprocessing_override(parse_floats(mean, "mean"),
@@ -362,11 +355,9 @@ def run(config, outdir, force):
 
 
 def _finish(results, outdir):
-    from edgekit.report import COLUMNS, table_rows
-    from device_bench.output import format_table
+    from edgekit.report import render_table, table_rows
     rows = table_rows(results)
-    cols = [c for c in COLUMNS if any(r.get(c[1]) is not None for r in rows)]
-    click.echo(format_table(rows, cols))
+    click.echo(render_table(rows))
     click.echo(f"report: {os.path.join(os.path.abspath(outdir), 'report.md')}")
     if any(r.get("error") for r in rows):
         sys.exit(1)

@@ -5,13 +5,13 @@ import os
 import tempfile
 
 from device_bench.errors import EdgekitError
+from device_bench.output import check_new
 
 
 def check_output(path, force):
     """Fail early, before any work, if ``path`` exists (without force) or cannot be written."""
     path = os.path.abspath(path)
-    if os.path.exists(path) and not force:
-        raise EdgekitError(f"{path} already exists; pass --force to replace it")
+    check_new(path, force)
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         raise EdgekitError(f"cannot write {path}: folder {parent} does not exist")

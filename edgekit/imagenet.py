@@ -1,20 +1,17 @@
-"""ImageNet class names, through Keras's own download and cache (the file decode_predictions uses).
+"""ImageNet class names, from Keras's own class index (the file decode_predictions downloads and
+caches). edgekit ships no copy: when Keras cannot fetch it, bundles carry no labels."""
 
-edgekit ships no copy: when Keras cannot fetch it (offline, not cached), bundles carry no labels.
-"""
-
-CLASS_INDEX_URL = "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
+import numpy as np
 
 
 def imagenet_labels():
     """1000 class names in index order, or None if Keras cannot provide them."""
-    import json
+    from edgekit.tf import import_tf, quiet_stderr
+    _, keras = import_tf()
     try:
-        from keras.utils import get_file
-        path = get_file("imagenet_class_index.json", CLASS_INDEX_URL, cache_subdir="models",
-                        file_hash="c2c37ea517e94d9795004a39431a14cb")
-        with open(path, encoding="utf-8") as f:
-            index = json.load(f)
-        return [index[str(i)][1] for i in range(1000)]
+        with quiet_stderr():
+            # scores that fall with the index: decode_predictions then lists every class in index order
+            decoded = keras.applications.imagenet_utils.decode_predictions(np.arange(1000, 0, -1, dtype=np.float32)[None], top=1000)[0]
     except Exception:
         return None
+    return [name for _, name, _ in decoded]

@@ -237,81 +237,70 @@ def _bundle_items(paths):
     return items, remote
 
 
-def remote_bench(targets, models, bench_args, install_runtime=False, progress=print):
-    """device_bench bench on each target; one row per model x configuration x target."""
+def _describe(info):
+    return (f"{info['arch']}, Python {info['python']}, {info['runtime']['name']} {info['runtime']['version']}"
+            + (f", {info['board']}" if info.get("board") else ""))
+
+
+def run_remote(targets, items, verb, tail, install_runtime=False, progress=print, finish=None):
+    """On every target at once: probe, upload the runner and ``items`` to a private folder, run
+    `device_bench VERB --json TAIL(session)`, fetch the JSON, remove the folder. Each record gets the
+    target and the device's probe; ``finish(records)`` may adjust one target's records."""
     with tempfile.TemporaryDirectory(prefix="edgekit-remote-") as tmp:
         pyz = runner_file(tmp)
-        items, remote = _bundle_items(models)
 
         def job(target, say):
             say("probing")
             info = probe(target, install_runtime)
-            say(f"{info['arch']}, Python {info['python']}, {info['runtime']['name']} {info['runtime']['version']}"
-                + (f", {info['board']}" if info.get("board") else "") + "; uploading")
+            say(f"{_describe(info)}; uploading")
             with Session(target, [(pyz, "device_bench.pyz")] + items) as s:
-                say("benchmarking")
-                argv = ["python3", s.path("device_bench.pyz"), "bench", "--json", *bench_args, "--",
-                        *[s.path(r) for r in remote]]
-                rows = _json_rows(target, target.run(argv))
-            for row in rows:
-                row["target"] = target.spec
-                row["device"] = info
+                say(f"running {verb}")
+                out = _json_rows(target, target.run(["python3", s.path("device_bench.pyz"), verb, "--json",
+                                                     *tail(s)]))
+            records = out if isinstance(out, list) else [out]
+            for r in records:
+                r["target"], r["device"] = target.spec, info
+            if finish:
+                finish(records)
             say("done")
-            return rows
+            return records
 
         return for_each_target(targets, job, progress)
+
+
+def remote_bench(targets, models, bench_args, install_runtime=False, progress=print):
+    """device_bench bench on each target; one row per model x configuration x target."""
+    items, remote = _bundle_items(models)
+    return run_remote(targets, items, "bench", lambda s: [*bench_args, "--", *[s.path(r) for r in remote]],
+                      install_runtime, progress)
 
 
 def remote_classify(targets, model, images, extra_args, install_runtime=False, progress=print):
     """device_bench classify on each target; image paths in the output are the local ones."""
     from device_bench.images import list_images
-    with tempfile.TemporaryDirectory(prefix="edgekit-remote-") as tmp:
-        pyz = runner_file(tmp)
-        items, remote = _bundle_items([model])
-        local_images = list_images(images)
-        items += [(p, f"images/{i:05d}{os.path.splitext(p)[1]}") for i, p in enumerate(local_images)]
+    items, remote = _bundle_items([model])
+    local_images = list_images(images)
+    names = [f"images/{i:05d}{os.path.splitext(p)[1]}" for i, p in enumerate(local_images)]
+    items += list(zip(local_images, names))
 
-        def job(target, say):
-            say("probing")
-            probe(target, install_runtime)
-            say("uploading")
-            with Session(target, [(pyz, "device_bench.pyz")] + items) as s:
-                say("classifying")
-                argv = ["python3", s.path("device_bench.pyz"), "classify", "--json", *extra_args, s.path(remote[0]),
-                        *[s.path(f"images/{i:05d}{os.path.splitext(p)[1]}") for i, p in enumerate(local_images)]]
-                rows = _json_rows(target, target.run(argv))
-            for row, local in zip(rows, local_images):
-                row["image"], row["target"] = local, target.spec
-            say("done")
-            return rows
+    def local_paths(records):
+        for r, local in zip(records, local_images):
+            r["image"] = local
 
-        return for_each_target(targets, job, progress)
+    return run_remote(targets, items, "classify",
+                      lambda s: [*extra_args, s.path(remote[0]), *[s.path(n) for n in names]],
+                      install_runtime, progress, finish=local_paths)
 
 
 def remote_evaluate(targets, model, dataset, extra_args, compare=None, install_runtime=False, progress=print):
     if not os.path.isdir(dataset):
         raise EdgekitError(f"{dataset}: on a remote target the dataset must be a folder of class folders")
-    with tempfile.TemporaryDirectory(prefix="edgekit-remote-") as tmp:
-        pyz = runner_file(tmp)
-        items, remote = _bundle_items([model] + ([compare] if compare else []))
-        items.append((dataset, "dataset"))
-
-        def job(target, say):
-            say("probing")
-            probe(target, install_runtime)
-            say("uploading")
-            with Session(target, [(pyz, "device_bench.pyz")] + items) as s:
-                say("evaluating")
-                argv = ["python3", s.path("device_bench.pyz"), "evaluate", "--json", *extra_args,
-                        s.path(remote[0]), s.path("dataset")]
-                if compare:
-                    argv += ["--compare", s.path(remote[1])]
-                result = _json_rows(target, target.run(argv))
-            result["target"] = target.spec
-            say("done")
-            return [result]
-
-        return for_each_target(targets, job, progress)
+    items, remote = _bundle_items([model] + ([compare] if compare else []))
+    items.append((dataset, "dataset"))
+    return run_remote(targets, items, "evaluate",
+                      lambda s: [*extra_args, s.path(remote[0]), s.path("dataset")]
+                      + (["--compare", s.path(remote[1])] if compare else []),
+                      install_runtime, progress)
 
 
 def deploy(targets, bundles, folder, install_runtime=False, progress=print):

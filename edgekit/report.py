@@ -113,10 +113,9 @@ def write_report(results, outdir, progress=print):
     return all_rows
 
 
-def _md_table(rows):
-    cols = [c for c in COLUMNS if any(r.get(c[1]) is not None for r in rows)]
-    text = format_table(rows, cols).splitlines()
-    return "\n".join(["```", *text, "```"])
+def render_table(rows):
+    """The table as text, with only the columns that hold a value in some row."""
+    return format_table(rows, [c for c in COLUMNS if any(r.get(c[1]) is not None for r in rows)])
 
 
 def render_markdown(runs, chart):
@@ -142,7 +141,7 @@ def render_markdown(runs, chart):
                     "weights; predictions, accuracy and agreement need trained weights, so none are shown for "
                     "them. (A random network's activations shrink below int8's smallest scale, so its int8 "
                     "outputs are all the same value.)"]
-        out += ["", _md_table(rows), "",
+        out += ["", "```", render_table(rows), "```", "",
                 "- *size vs fp32* and *speed-up* are against the same model's fp32 bundle at the same threads.",
                 "- *peak RSS* is the benchmark process's high-water mark (VmHWM): Python, NumPy and the runtime "
                 "included, one fresh process per configuration.",

@@ -203,7 +203,7 @@ def _measure(bundle, row, params, threads, cfg, trained, fp32_top1, progress, ru
     if cfg.get("classify"):
         progress(f"   {row['model']} {row['precision']}: classifying {cfg['classify']}")
         t0 = time.time()
-        preds = classify(predictor, [cfg["classify"]], top_k=min(5, predictor.num_outputs))
+        preds = classify(predictor, [cfg["classify"]])
         stage(name, "classify", t0)
         out["predictions"] = [{"image": os.path.basename(p["image"]), "top": p.get("predictions", [])[:3],
                                "error": p.get("error")} for p in preds]

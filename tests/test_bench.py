@@ -142,5 +142,7 @@ def test_edgekit_bench_cli_table_json_csv(invoke, tiny_bundles, tmp_path):
     assert again.exit_code == 1 and "already exists; pass --force" in again.output
     table = invoke("bench", bundle, *QUICK)
     assert "squeezenet1_1_64_dynamic" in table.stdout and "p90 ms" in table.stdout
+    swept = invoke("bench", bundle, *QUICK, "--threads", "1,2", "--cooldown", "0.2", "--json")
+    assert [r["threads"] for r in json.loads(swept.stdout)] == [1, 2]
     bad = invoke("bench", bundle, "--threads", "0")
     assert bad.exit_code == 2 and "at least 1" in bad.output

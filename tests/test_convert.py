@@ -117,6 +117,27 @@ def test_unsupported_layer_is_named_through_the_cli(invoke, tmp_path):
     errors = [line for line in r.output.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 2 and all("tf.ResizeBicubic" in e and "upscale" in e for e in errors)
     assert not (tmp_path / "out" / "bicubic_fp32").exists()
+    flex = invoke("convert", tmp_path / "bicubic.keras", "--mean", "0", "--std", "255", "-p", "fp32",
+                  "--allow-tf-ops", "-o", tmp_path / "out")
+    assert flex.exit_code == 0, flex.output
+    assert "a device without TensorFlow cannot run it" in flex.output
+    from converters.tflite import op_names
+    assert "FlexResizeBicubic" in op_names((tmp_path / "out" / "bicubic_fp32" / "model.tflite").read_bytes())
+    bench = invoke("bench", tmp_path / "out" / "bicubic_fp32", "--runs", "1", "--min-secs", "0", "--json")
+    assert bench.exit_code == 1 and "bicubic" in json.loads(bench.stdout)[0]["error"]
+
+
+def test_lambda_model_converts_only_with_unsafe(invoke, tmp_path):
+    import keras
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Lambda(lambda t: t * 2.0)(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x)).save(tmp_path / "lam.keras")
+    args = ["convert", tmp_path / "lam.keras", "--mean", "127.5", "--std", "127.5", "-p", "fp32", "-o", tmp_path / "o"]
+    refused = invoke(*args)
+    assert refused.exit_code == 1 and "--unsafe" in refused.output
+    assert invoke(*args, "--unsafe").exit_code == 0
+    assert (tmp_path / "o" / "lam_fp32" / "model.tflite").exists()
 
 
 def test_broken_variable_file_is_caught(tmp_path):
@@ -165,6 +186,8 @@ def test_some_bad_calibration_files_are_named_and_skipped(invoke, tmp_path):
                     "--calibration", cal, "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert "broken.jpg" in result.output and "1 calibration images" in result.output
+    three = invoke("classify", tmp_path / "out" / "squeezenet1_1_48_int8", SAMPLES / "cat.jpg", "--json")
+    assert three.exit_code == 0 and len(json.loads(three.stdout)[0]["predictions"]) == 3  # default: all 3
 
 
 def test_unwritable_output(invoke, tmp_path):

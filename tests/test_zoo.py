@@ -112,6 +112,16 @@ def test_build_errors_are_one_line(invoke, tmp_path, args, needle):
     assert not (tmp_path / "a.keras").exists()
 
 
+def test_imagenet_labels_come_from_keras_in_index_order(monkeypatch):
+    """Keras's own class index (decode_predictions' file) supplies the names; none are shipped."""
+    from edgekit.imagenet import imagenet_labels
+    fetched = imagenet_labels()
+    assert fetched is None or (len(fetched) == 1000 and fetched[0] == "tench")
+    import keras.src.applications.imagenet_utils as utils
+    monkeypatch.setattr(utils, "CLASS_INDEX", {str(i): [f"n{i:08d}", f"name{i}"] for i in range(1000)})
+    assert imagenet_labels() == [f"name{i}" for i in range(1000)]
+
+
 def test_imagenet_weights_offline_fail_in_one_line_or_load(invoke, tmp_path):
     """Offline, Keras's download fails: one line naming what and how to pass a file."""
     result = invoke("build", "mobilenet_v2", "--alpha", "0.35", "--size", "96", "--weights", "imagenet",
