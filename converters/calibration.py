@@ -6,9 +6,10 @@ import numpy as np
 
 from device_bench.errors import EdgekitError
 from device_bench.images import list_images, load_input
+from device_bench.options import DEFAULT_CALIBRATION_COUNT
 
 
-def load_calibration(folder, input_shape, preprocessing, count=200, warn=print):
+def load_calibration(folder, input_shape, preprocessing, count=DEFAULT_CALIBRATION_COUNT, warn=print):
     """Up to ``count`` preprocessed [1,H,W,C] float32 batches; undecodable files are named and skipped."""
     folder = os.fspath(folder)
     if not os.path.isdir(folder):

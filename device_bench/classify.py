@@ -1,22 +1,10 @@
-"""Classifying images and measuring accuracy on a labelled folder, on the host or on the device."""
-
-import csv
-import os
-import time
+"""Top-k labels for images, on the host or on the device."""
 
 import numpy as np
 
 from device_bench.errors import EdgekitError
-from device_bench.images import IMAGE_EXTENSIONS, list_images
-from device_bench.manifest import read_bundle, read_labels
-from device_bench.predict import Predictor
-
-
-def open_predictor(model, labels=None, preprocessing=None, runtime=None, threads=1):
-    ref = read_bundle(model)
-    if labels:
-        ref.labels = read_labels(labels)
-    return Predictor(ref, runtime=runtime, threads=threads, preprocessing=preprocessing)
+from device_bench.images import list_images
+from device_bench.records import ImagePrediction, Predictions
 
 
 def _check_top_k(top_k, predictor):
@@ -26,7 +14,7 @@ def _check_top_k(top_k, predictor):
 
 
 def classify(predictor, paths, top_k=None):
-    """One entry per image: {"image", "predictions": [{"label", "index", "score"}]} or {"image", "error"}.
+    """Predictions with one ImagePrediction per image: the top k {"label", "index", "score"}, or an error.
 
     ``top_k`` defaults to 5, or every class when the model has fewer; a value given is checked."""
     top_k = min(5, predictor.num_outputs) if top_k is None else top_k
@@ -36,107 +24,9 @@ def classify(predictor, paths, top_k=None):
         try:
             probs = predictor.predict(predictor.load(path))
         except EdgekitError as e:
-            out.append({"image": path, "error": str(e)})
+            out.append(ImagePrediction(image=path, error=str(e)))
             continue
         top = np.argsort(-probs, kind="stable")[:top_k]
-        out.append({"image": path, "predictions": [
-            {"label": predictor.label(int(i)), "index": int(i), "score": float(probs[i])} for i in top]})
-    return out
-
-
-def read_dataset(dataset, labels):
-    """[(image path, class index)] from class folders (named after labels) or a CSV of path,label."""
-    dataset = os.fspath(dataset)
-    if not os.path.exists(dataset):
-        raise EdgekitError(f"{dataset}: no such dataset folder or CSV")
-    lookup = {}
-    for i, name in enumerate(labels or []):
-        lookup.setdefault(name, i)
-        lookup.setdefault(name.lower(), i)
-
-    def index_of(name):
-        if name in lookup:
-            return lookup[name]
-        if name.lower() in lookup:
-            return lookup[name.lower()]
-        if not labels and name.isdigit():
-            return int(name)
-        return None
-
-    items, unknown = [], set()
-    if os.path.isfile(dataset):
-        base = os.path.dirname(os.path.abspath(dataset))
-        with open(dataset, newline="", encoding="utf-8") as f:
-            for row in csv.reader(f):
-                if len(row) < 2 or row[0].strip().lower() in ("image", "path", "file", "filename"):
-                    continue
-                idx = index_of(row[1].strip())
-                if idx is None:
-                    unknown.add(row[1].strip())
-                else:
-                    items.append((os.path.join(base, row[0].strip()), idx))
-    else:
-        classes = sorted(d for d in os.listdir(dataset) if os.path.isdir(os.path.join(dataset, d)))
-        if not classes:
-            raise EdgekitError(f"{dataset}: no class folders inside (expected one subfolder per class, named "
-                               f"after the labels)")
-        for name in classes:
-            idx = index_of(name)
-            if idx is None:
-                unknown.add(name)
-                continue
-            items += [(p, idx) for p in list_images([os.path.join(dataset, name)])]
-    if unknown and not items:
-        known = ", ".join((labels or [])[:5])
-        raise EdgekitError(f"{dataset}: class names {', '.join(sorted(unknown)[:5])} match no label of the model"
-                           + (f" (labels begin: {known}, ...)" if known else " (the model has no labels)"))
-    if unknown:
-        raise EdgekitError(f"{dataset}: class names {', '.join(sorted(unknown)[:5])} match no label of the model")
-    if not items:
-        raise EdgekitError(f"{dataset}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")
-    return items
-
-
-def evaluate(predictor, dataset, compare=None):
-    """Top-1, top-5, per-class accuracy and images per second; agreement with ``compare`` if given."""
-    items = read_dataset(dataset, predictor.ref.labels)
-    if compare is not None and compare.num_outputs != predictor.num_outputs:
-        raise EdgekitError(f"--compare model has {compare.num_outputs} outputs, this one {predictor.num_outputs}")
-    top1 = top5 = agree = done = 0
-    per_class, errors = {}, []
-    start = time.perf_counter()
-    for path, truth in items:
-        try:
-            x = predictor.load(path)
-        except EdgekitError as e:
-            errors.append({"image": path, "error": str(e)})
-            continue
-        probs = predictor.predict(x)
-        order = np.argsort(-probs, kind="stable")
-        hit = int(order[0]) == truth
-        top1 += hit
-        top5 += truth in order[:5]
-        name = predictor.label(truth)
-        stats = per_class.setdefault(name, [0, 0])
-        stats[0] += hit
-        stats[1] += 1
-        if compare is not None:
-            other = compare.predict(x if compare.preprocessing == predictor.preprocessing else compare.load(path))
-            agree += int(np.argmax(other)) == int(order[0])
-        done += 1
-    seconds = time.perf_counter() - start
-    if not done:
-        raise EdgekitError(f"{dataset}: none of the {len(items)} images could be read")
-    result = {
-        "model": predictor.ref.name,
-        "dataset": os.path.abspath(dataset),
-        "count": done,
-        "top1": top1 / done,
-        "top5": top5 / done,
-        "per_class": {k: {"accuracy": v[0] / v[1], "count": v[1]} for k, v in sorted(per_class.items())},
-        "images_per_s": done / seconds if seconds else None,
-        "errors": errors,
-    }
-    if compare is not None:
-        result["compare"] = {"model": compare.ref.name, "top1_agreement": agree / done}
-    return result
+        out.append(ImagePrediction(image=path, predictions=[
+            {"label": predictor.label(int(i)), "index": int(i), "score": float(probs[i])} for i in top]))
+    return Predictions(model=predictor.ref.name, items=out)

@@ -7,3 +7,11 @@ it into a single ``Error: ...`` line and a non-zero exit.
 
 class EdgekitError(Exception):
     """A problem the user can fix: bad input, missing file, unsupported option."""
+
+
+class WeightsUnavailable(EdgekitError):
+    """Trained weights could not be had (offline, say); ``reason`` says why, for a caller to fall back."""
+
+    def __init__(self, message, reason):
+        super().__init__(message)
+        self.reason = reason

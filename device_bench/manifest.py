@@ -8,6 +8,7 @@ import json
 import os
 
 from device_bench.errors import EdgekitError
+from device_bench.options import PRECISIONS
 
 FORMAT = 1
 MANIFEST_NAME = "edgekit.json"
@@ -15,7 +16,6 @@ MODEL_NAME = "model.tflite"
 LABELS_NAME = "labels.txt"
 META_MANIFEST = "edgekit_manifest"
 META_LABELS = "edgekit_labels"
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32")
 
 # field -> (types, required); dotted names are nested
@@ -169,8 +169,3 @@ def read_embedded(path):
         return out
     except Exception as e:  # a damaged flatbuffer can fail in many ways
         raise EdgekitError(f"{path}: damaged TFLite model, cannot read its metadata ({e})") from None
-
-
-def write_json_atomic(path, obj):
-    from device_bench.output import write_text_atomic
-    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")

@@ -5,10 +5,13 @@ import numpy as np
 
 from device_bench.errors import EdgekitError
 from device_bench.images import dequantize, load_input, make_preprocessing, quantize
+from device_bench.manifest import read_bundle, read_labels
 from device_bench.runtime import open_interpreter, resolve_runtime
 
 
 class Predictor:
+    """A model open in a runtime, with the preprocessing and labels its bundle declares."""
+
     def __init__(self, ref, runtime=None, threads=1, xnnpack=True, preprocessing=None):
         self.ref = ref
         self.runtime = runtime or resolve_runtime()
@@ -52,3 +55,11 @@ def preprocessing_override(mean=None, std=None, mode=None, crop_fraction=None):
         return None
     return make_preprocessing(mode=mode, mean=mean, std=std,
                               crop_fraction=1.0 if crop_fraction is None else crop_fraction)
+
+
+def open_predictor(model, labels=None, preprocessing=None, runtime=None, threads=1):
+    """A Predictor for a bundle folder or .tflite file; ``labels`` (a file) overrides the bundle's."""
+    ref = read_bundle(model)
+    if labels:
+        ref.labels = read_labels(labels)
+    return Predictor(ref, runtime=runtime, threads=threads, preprocessing=preprocessing)

@@ -10,9 +10,8 @@ import sys
 from dataclasses import dataclass
 
 from device_bench.errors import EdgekitError
-from device_bench.quiet import quiet_stderr
-
-RUNTIMES = ("litert", "tflite-runtime", "tensorflow")
+from device_bench.options import RUNTIMES
+from device_bench.silence import quiet_stderr
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,29 @@
-"""edgekit: take Keras image classifiers to phones and Raspberry Pis, and measure what each build costs."""
+"""edgekit: take Keras image classifiers to phones and Raspberry Pis, and measure what each build costs.
+
+    import edgekit
+    bundles = edgekit.convert(model, precisions=["fp32", "int8"], calibration="photos/", outdir="out/",
+                              mean=127.5, std=127.5)
+    edgekit.benchmark(bundles["int8"], threads=[1, 2])
+
+See edgekit.api for every function; results are typed records with ``to_dict()``.
+"""
 
 from device_bench import __version__
-from device_bench.errors import EdgekitError
+from device_bench.errors import EdgekitError, WeightsUnavailable
 
-__all__ = ["EdgekitError", "__version__"]
+_API = {
+    "convert": "edgekit.api", "benchmark": "edgekit.api", "classify": "edgekit.api", "evaluate": "edgekit.api",
+    "run_study": "edgekit.study", "Study": "edgekit.study_config", "StudyResult": "edgekit.study",
+    "BenchParams": "device_bench.options", "Bundle": "device_bench.records", "ConvertResult": "device_bench.records",
+    "BenchResult": "device_bench.records", "Predictions": "device_bench.records", "EvalResult": "device_bench.records",
+}
+
+__all__ = ["EdgekitError", "WeightsUnavailable", "__version__", *_API]
+
+
+def __getattr__(name):
+    """Import the API on first use, so that `edgekit --help` starts without TensorFlow or NumPy."""
+    if name in _API:
+        import importlib
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'edgekit' has no attribute {name!r}")

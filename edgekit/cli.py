@@ -10,6 +10,7 @@ import sys
 import click
 
 from device_bench.errors import EdgekitError
+from device_bench.options import BENCH_OPTIONS, DEFAULT_CALIBRATION_COUNT, IO_TYPES, PRECISIONS, PREPROCESSING_MODES, RUNTIMES, option_default
 
 
 class EdgekitGroup(click.Group):
@@ -32,7 +33,7 @@ class EdgekitGroup(click.Group):
 def cli(verbose):
     """edgekit: take Keras image classifiers to phones and Raspberry Pis, and measure
     what each build costs on the device (size, multiply-adds, latency, memory, accuracy)."""
-    from edgekit.tf import set_verbose
+    from edgekit.tf_import import set_verbose
     set_verbose(verbose)
 
 
@@ -59,7 +60,7 @@ def models(as_json):
     if as_json:
         echo_json(rows)
     else:
-        from device_bench.output import format_table
+        from device_bench.views import format_table
         click.echo(format_table(rows, [("name", "name"), ("params", "params"), ("MACs", "macs"),
                                        ("input", "input_size"), ("alphas", "alphas"),
                                        ("preprocessing", "preprocessing"), ("ImageNet weights", "weights")]))
@@ -82,21 +83,27 @@ def progress(message):
     click.echo(message, err=True)
 
 
+def exit_if_failed(failed):
+    if failed:
+        sys.exit(1)
+
+
 @cli.command()
 @click.argument("source")
 @click.option("-p", "--precision", "precisions", multiple=True, required=True,
-              type=click.Choice(["fp32", "fp16", "dynamic", "int8"]), help="Repeat for several bundles.")
+              type=click.Choice(PRECISIONS), help="Repeat for several bundles.")
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
               help="Folder that receives OUTDIR/<model>_<precision>/.")
 @model_options
 @click.option("--mean", help="Your model's pixel mean, one value or three: it sees (pixel - mean) / std.")
 @click.option("--std", help="Your model's pixel std, one value or three.")
-@click.option("--preprocessing", type=click.Choice(["tf", "torch", "caffe"]), help="A zoo preprocessing mode.")
-@click.option("--crop", "crop_fraction", type=float, help="Centre-crop fraction before resizing (zoo: 0.875).")
+@click.option("--preprocessing", type=click.Choice(PREPROCESSING_MODES), help="A zoo preprocessing mode.")
+@click.option("--crop", type=float, help="Centre-crop fraction before resizing (zoo: 0.875).")
 @click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one per line.")
 @click.option("--calibration", type=click.Path(), help="int8 calibration images (default: sample_images/).")
-@click.option("--calibration-count", default=200, show_default=True, help="At most this many images.")
-@click.option("--io", default="int8", show_default=True, type=click.Choice(["int8", "uint8", "float32"]),
+@click.option("--calibration-count", default=DEFAULT_CALIBRATION_COUNT, show_default=True,
+              help="At most this many images.")
+@click.option("--io", default="int8", show_default=True, type=click.Choice(IO_TYPES),
               help="Input and output type of an int8 bundle.")
 @click.option("--eval", "eval_dir", type=click.Path(), help="Images for the fidelity check (default: calibration).")
 @click.option("--allow-tf-ops", is_flag=True, help="Allow TensorFlow ops (the device then needs TensorFlow).")
@@ -104,199 +111,167 @@ def progress(message):
 @click.option("--unsafe", is_flag=True, help="Allow unsafe deserialization (Lambda layers) of a .keras file.")
 @click.option("--force", is_flag=True, help="Replace existing bundles.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def convert(source, precisions, outdir, alpha, size, classes, weights, mean, std, preprocessing, crop_fraction,
-            labels, calibration, calibration_count, io, eval_dir, allow_tf_ops, debug_layers, unsafe, force, as_json):
+def convert(source, precisions, outdir, as_json, mean, std, **options):
     """Convert SOURCE (a zoo name or a .keras/.h5/SavedModel) to TFLite bundles."""
     from device_bench.images import parse_floats
-    from edgekit.convert_cmd import run_convert
-    summary = run_convert(source, precisions, outdir, alpha=alpha, size=size, classes=classes, weights=weights,
-                          unsafe=unsafe, mean=parse_floats(mean, "mean"), std=parse_floats(std, "std"),
-                          preprocessing=preprocessing, crop_fraction=crop_fraction, labels=labels,
-                          calibration=calibration, calibration_count=calibration_count, io=io,
-                          allow_tf_ops=allow_tf_ops, eval_dir=eval_dir, debug_layers=debug_layers,
-                          force=force, progress=progress)
-    failed = [b for b in summary["bundles"] if "error" in b]
+    from edgekit import api
+    result = api.convert(source, precisions, outdir, mean=parse_floats(mean, "mean"), std=parse_floats(std, "std"),
+                         progress=progress, **options)
     if as_json:
-        echo_json(summary)
-    for b in [] if as_json else summary["bundles"]:
-        if "error" in b:
-            continue
-        fid = b.get("fidelity")
-        if fid and (not fid["trained_weights"] or fid["degenerate_output"]):
-            note = "  (random weights: fidelity figures measure nothing)" if not fid["trained_weights"] else \
-                "  (every output equal: agreement measures nothing)"
-        else:
-            note = f"  top-1 agreement {fid['top1_agreement']:.1%}, cosine {fid['cosine']:.4f}" if fid else ""
-        click.echo(f"{b['bundle']}  {b.get('file_size', 0) / 1e6:.2f} MB{note}")
-        for row in b.get("debug_layers") or []:
-            click.echo(f"  worst layer: {row['tensor']} ({row['op']}): RMSE/scale {row['rmse/scale']:.3f}")
-    for b in failed:
-        click.echo(f"Error: {b['precision']}: {b['error']}", err=True)
-    if failed:
-        sys.exit(1)
+        echo_json(result.to_dict())
+    for b in [] if as_json else result.bundles:
+        if not b.error:
+            click.echo(f"{b.path}  {(b.file_size or 0) / 1e6:.2f} MB{_fidelity_note(b.fidelity)}")
+            for row in b.debug_layers or []:
+                click.echo(f"  worst layer: {row['tensor']} ({row['op']}): RMSE/scale {row['rmse/scale']:.3f}")
+    for b in result.failed:
+        click.echo(f"Error: {b.precision}: {b.error}", err=True)
+    exit_if_failed(result.failed)
+
+
+def _fidelity_note(fid):
+    if not fid:
+        return ""
+    if not fid["trained_weights"]:
+        return "  (random weights: fidelity figures measure nothing)"
+    if fid["degenerate_output"]:
+        return "  (every output equal: agreement measures nothing)"
+    return f"  top-1 agreement {fid['top1_agreement']:.1%}, cosine {fid['cosine']:.4f}"
+
+
+def _help(opt):
+    return opt.help[0].upper() + opt.help[1:] + "."
 
 
 def runtime_option(f):
-    return click.option("--runtime", type=click.Choice(["litert", "tflite-runtime", "tensorflow"]),
-                        help="Force a TFLite runtime (default: LiteRT, then tflite-runtime, then TensorFlow).")(f)
+    opt = next(o for o in BENCH_OPTIONS if o.dest == "runtime")
+    return click.option(opt.flag, opt.dest, type=click.Choice(RUNTIMES), help=_help(opt))(f)
 
 
-def threads_list(ctx, param, value):
-    from device_bench.bench import parse_threads
-    try:
-        return parse_threads(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+def bench_options(f):
+    """The benchmark options, generated from device_bench.options.BENCH_OPTIONS (their one definition)."""
+    from device_bench.options import parse_threads
+
+    def threads(ctx, param, value):
+        try:
+            return parse_threads(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
+
+    for opt in reversed(BENCH_OPTIONS):
+        default = option_default(opt)
+        if opt.kind in ("flag", "no-flag"):
+            f = click.option(opt.flag, opt.dest, is_flag=True, flag_value=opt.kind == "flag",
+                             default=opt.kind != "flag", help=_help(opt))(f)
+        elif opt.kind == "runtime":
+            f = runtime_option(f)
+        else:
+            kind = {"int": int, "float": float, "str": str, "threads": str}[opt.kind]
+            f = click.option(opt.flag, opt.dest, type=kind, default=default, show_default=default is not None,
+                             callback=threads if opt.kind == "threads" else None, help=_help(opt))(f)
+    return f
 
 
 def target_options(f):
-    """--target/--targets/--ssh-config/--install-runtime: run on devices over SSH instead of here."""
+    """--target/--targets/--ssh-config/--install-runtime: run on devices instead of here."""
     f = click.option("--install-runtime", is_flag=True,
                      help="Install a TFLite runtime on a target that has none (pip install --user).")(f)
     f = click.option("--ssh-config", type=click.Path(dir_okay=False), help="An ssh_config file (ssh -F).")(f)
     f = click.option("--targets", "targets_file", type=click.Path(dir_okay=False), help="A file of targets, one per line.")(f)
     f = click.option("--target", "targets", multiple=True,
-                     help="ssh://[user@]host[:port] or a Host alias; repeat for several devices at once.")(f)
+                     help="'local', ssh://[user@]host[:port] or a Host alias; repeat for several devices at once.")(f)
     return f
 
 
-def remote_targets(targets, targets_file, ssh_config):
+def read_target_options(targets, targets_file, ssh_config):
     if not targets and not targets_file:
         return None
-    from edgekit.remote import read_targets
+    from edgekit.targets import read_targets
     return read_targets(targets, targets_file, ssh_config)
 
 
 @cli.command()
 @click.argument("models", nargs=-1, required=True)
-@click.option("--threads", default="1", show_default=True, callback=threads_list, help="Sweep, e.g. 1,2,4.")
-@click.option("--runs", default=50, show_default=True, help="Timed runs, at least.")
-@click.option("--min-secs", default=1.0, show_default=True, help="Timed runs last at least this long.")
-@click.option("--max-secs", default=150.0, show_default=True, help="And at most this long.")
-@click.option("--warmup-runs", default=1, show_default=True)
-@click.option("--warmup-secs", default=0.5, show_default=True)
-@runtime_option
-@click.option("--no-xnnpack", is_flag=True, help="Run without default delegates.")
-@click.option("--delegate", help="External delegate: PATH[:key=value;...].")
-@click.option("--input", "input_", help="An image or .npy input (default: random).")
-@click.option("--poll-memory", is_flag=True, help="Also poll RSS every 50 ms (affects timing).")
-@click.option("--cooldown", default=0.0, help="Seconds to sleep between configurations.")
+@bench_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of result records.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write a CSV file.")
 @click.option("--force", is_flag=True, help="Replace an existing CSV file.")
 @target_options
-def bench(models, threads, runs, min_secs, max_secs, warmup_runs, warmup_secs, runtime, no_xnnpack, delegate,
-          input_, poll_memory, cooldown, as_json, csv_path, force, targets, targets_file, ssh_config, install_runtime):
+def bench(models, as_json, csv_path, force, targets, targets_file, ssh_config, install_runtime, **options):
     """Benchmark MODELS (bundles or .tflite files), one fresh process per configuration, here or on --target."""
-    from device_bench.bench import BenchParams, params_to_args, run_sweep
-    from device_bench.output import BENCH_COLUMNS, check_new, format_table, write_csv
+    from device_bench.options import params_from_options
+    from device_bench.safe_write import refuse_existing
+    from device_bench.views import bench_warnings, render_bench, write_csv
+    from edgekit import api
     if csv_path:
-        check_new(csv_path, force)
-    params = BenchParams(threads=threads[0], warmup_runs=warmup_runs, warmup_min_secs=warmup_secs, num_runs=runs,
-                         min_secs=min_secs, max_secs=max_secs, xnnpack=not no_xnnpack, delegate=delegate,
-                         runtime=runtime, input=input_, poll_memory=poll_memory).validate()
-    remote = remote_targets(targets, targets_file, ssh_config)
-    if remote:
-        from edgekit.remote import remote_bench
-        args = params_to_args(params)
-        args[1] = ",".join(map(str, threads))
-        results = remote_bench(remote, models, args + ["--cooldown", str(cooldown)], install_runtime, progress)
-    else:
-        results = run_sweep(models, params, threads, cooldown, progress=None if as_json else progress)
+        refuse_existing(csv_path, force)
+    params, threads, cooldown = params_from_options(options)
+    results = api.benchmark(models, threads, params=params, cooldown=cooldown,
+                            target=read_target_options(targets, targets_file, ssh_config),
+                            install_runtime=install_runtime, progress=None if as_json else progress)
+    rows = [r.to_dict() for r in results]
     if csv_path:
-        write_csv(csv_path, results, force)
+        write_csv(csv_path, rows, force)
     if as_json:
-        echo_json(results)
+        echo_json(rows)
     else:
-        columns = ([("target", "target")] if remote else []) + BENCH_COLUMNS
-        if any((r.get("environment") or {}).get("emulated") for r in results):
-            columns.append(("timings", lambda r: "EMULATED: meaningless" if (r.get("environment") or {}).get(
-                "emulated") else None))
-        click.echo(format_table(results, columns))
-        for r in results:
-            for w in r.get("warnings", []):
-                progress(f"warning: {r['model']}: {w}")
-    if any("error" in r for r in results):
-        sys.exit(1)
+        click.echo(render_bench(rows))
+        for line in bench_warnings(rows):
+            progress(line)
+    exit_if_failed(any(not r.ok for r in results))
+
+
+def model_read_options(f):
+    """How to read a bare .tflite: labels, pixel scaling, runtime (classify and evaluate share them)."""
+    f = runtime_option(f)
+    f = click.option("--std", help="Pixel std for a bare .tflite.")(f)
+    f = click.option("--mean", help="Pixel mean for a bare .tflite: the model sees (pixel - mean) / std.")(f)
+    f = click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one per line.")(f)
+    return f
+
+
+def _read_kwargs(labels, mean, std, runtime, targets, targets_file, ssh_config, install_runtime):
+    from device_bench.images import parse_floats
+    return {"labels": labels, "mean": parse_floats(mean, "mean"), "std": parse_floats(std, "std"),
+            "runtime": runtime, "target": read_target_options(targets, targets_file, ssh_config),
+            "install_runtime": install_runtime, "progress": progress}
 
 
 @cli.command()
 @click.argument("model")
 @click.argument("images", nargs=-1, required=True)
 @click.option("--top-k", type=int, help="Labels per image (default: 5, or every class if fewer).")
-@click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one per line.")
-@click.option("--mean", help="Pixel mean for a bare .tflite: the model sees (pixel - mean) / std.")
-@click.option("--std", help="Pixel std for a bare .tflite.")
-@runtime_option
+@model_read_options
 @click.option("--json", "as_json", is_flag=True)
 @target_options
-def classify(model, images, top_k, labels, mean, std, runtime, as_json, targets, targets_file, ssh_config,
-             install_runtime):
+def classify(model, images, top_k, as_json, **options):
     """Top-k labels for IMAGES (files or folders) with MODEL (a bundle or .tflite), here or on --target."""
-    from device_bench.__main__ import print_classification
-    remote = remote_targets(targets, targets_file, ssh_config)
-    if remote:
-        from edgekit.remote import remote_classify
-        if labels:
-            raise EdgekitError("--labels with --target: put the labels in the bundle (edgekit convert --labels)")
-        extra = (["--top-k", str(top_k)] if top_k else []) + (["--runtime", runtime] if runtime else [])
-        for flag, value in (("--mean", mean), ("--std", std)):
-            if value:
-                extra += [flag, value]
-        results = remote_classify(remote, model, images, extra, install_runtime, progress)
-        print_classification(results, as_json)
-        if any("error" in r for r in results):
-            sys.exit(1)
-        return
-    from device_bench.classify import classify as run, open_predictor
-    from device_bench.images import parse_floats
-    from device_bench.predict import preprocessing_override
-    from device_bench.runtime import resolve_runtime
-    predictor = open_predictor(model, labels, preprocessing_override(parse_floats(mean, "mean"),
-                                                                     parse_floats(std, "std")),
-                               resolve_runtime(runtime))
-    results = run(predictor, images, top_k)
-    print_classification(results, as_json)
-    if any("error" in r for r in results):
-        sys.exit(1)
+    from device_bench.views import render_classification
+    from edgekit import api
+    result = api.classify(model, images, top_k, **_read_kwargs(**options))
+    items = [i.to_dict() for i in result]
+    click.echo(json.dumps(items, indent=2) if as_json else render_classification(items))
+    exit_if_failed(not result.ok)
 
 
 @cli.command()
 @click.argument("model")
 @click.argument("dataset")
 @click.option("--compare", help="A second bundle: report top-1 agreement with it.")
-@click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one per line.")
-@runtime_option
+@model_read_options
 @click.option("--json", "as_json", is_flag=True)
 @target_options
-def evaluate(model, dataset, compare, labels, runtime, as_json, targets, targets_file, ssh_config, install_runtime):
+def evaluate(model, dataset, compare, as_json, **options):
     """Top-1/top-5 accuracy of MODEL on DATASET (one subfolder per class, or a CSV of path,label)."""
-    from device_bench.__main__ import print_evaluation
-    remote = remote_targets(targets, targets_file, ssh_config)
-    if remote:
-        from edgekit.remote import remote_evaluate
-        if labels:
-            raise EdgekitError("--labels with --target: put the labels in the bundle (edgekit convert --labels)")
-        results = remote_evaluate(remote, model, dataset, ["--runtime", runtime] if runtime else [], compare,
-                                  install_runtime, progress)
-        if as_json:
-            echo_json(results)
-        for r in results:
-            if not as_json:
-                click.echo(f"[{r['target']}] " + ("error: " + r["error"] if "error" in r else
-                                                  f"top-1 {r['top1']:.2%}, top-5 {r['top5']:.2%} on {r['count']} images"))
-        if any("error" in r or r.get("errors") for r in results):
-            sys.exit(1)
-        return
-    from device_bench.classify import evaluate as run, open_predictor
-    from device_bench.runtime import resolve_runtime
-    rt = resolve_runtime(runtime)
-    predictor = open_predictor(model, labels, runtime=rt)
-    other = open_predictor(compare, labels, runtime=rt) if compare else None
-    result = run(predictor, dataset, other)
-    print_evaluation(result, as_json)
-    if result["errors"]:
-        sys.exit(1)
+    from device_bench.views import render_evaluation
+    from edgekit import api
+    result = api.evaluate(model, dataset, compare, **_read_kwargs(**options))
+    results = result if isinstance(result, list) else [result]
+    if as_json:
+        echo_json([r.to_dict() for r in results] if isinstance(result, list) else result.to_dict())
+    else:
+        click.echo("\n".join(render_evaluation(r.to_dict()) for r in results))
+    exit_if_failed(any(not r.ok for r in results))
 
 
 @cli.command()
@@ -307,8 +282,8 @@ def evaluate(model, dataset, compare, labels, runtime, as_json, targets, targets
 @target_options
 def deploy(bundles, folder, as_json, targets, targets_file, ssh_config, install_runtime):
     """Copy BUNDLES and device_bench.pyz to a named folder on each --target, and leave them there."""
-    from edgekit.remote import deploy as run
-    remote = remote_targets(targets, targets_file, ssh_config)
+    from edgekit.targets.jobs import deploy as run
+    remote = read_target_options(targets, targets_file, ssh_config)
     if not remote:
         raise EdgekitError("deploy needs --target or --targets")
     results = run(remote, bundles, folder, install_runtime, progress)
@@ -318,8 +293,7 @@ def deploy(bundles, folder, as_json, targets, targets_file, ssh_config, install_
         for r in results:
             click.echo(f"[{r['target']}] " + (f"error: {r['error']}" if "error" in r else
                                               f"{r['folder']}: {', '.join(r['files'])}"))
-    if any("error" in r for r in results):
-        sys.exit(1)
+    exit_if_failed(any("error" in r for r in results))
 
 
 @cli.command("pack-runner")
@@ -337,9 +311,9 @@ def pack_runner(output, force):
 @click.option("--force", is_flag=True, help="Rebuild every bundle instead of reusing unchanged ones.")
 def demo(outdir, force):
     """The built-in study: SqueezeNet 1.1, MobileNet V1 and V2 at 224, every precision, benchmarked here."""
-    import copy
-    from edgekit.study import DEMO_CONFIG, run_study
-    _finish(run_study(copy.deepcopy(DEMO_CONFIG), outdir, force=force, progress=progress), outdir)
+    from edgekit.study import run_study
+    from edgekit.study_config import demo_study
+    _finish(run_study(demo_study(), outdir, force=force, progress=progress))
 
 
 @cli.command()
@@ -348,19 +322,16 @@ def demo(outdir, force):
 @click.option("--force", is_flag=True, help="Rebuild every bundle instead of reusing unchanged ones.")
 def run(config, outdir, force):
     """Run the study a TOML CONFIG describes (models, precisions, threads, calibration, evaluation)."""
-    from edgekit.study import load_config, run_study
-    cfg = load_config(config)
-    outdir = outdir or cfg.get("output") or "edgekit-out"
-    _finish(run_study(cfg, outdir, force=force, progress=progress), outdir)
+    from edgekit.study import run_study
+    _finish(run_study(config, outdir, force=force, progress=progress))
 
 
-def _finish(results, outdir):
+def _finish(result):
     from edgekit.report import render_table, table_rows
-    rows = table_rows(results)
+    rows = table_rows(result.to_dict())
     click.echo(render_table(rows))
-    click.echo(f"report: {os.path.join(os.path.abspath(outdir), 'report.md')}")
-    if any(r.get("error") for r in rows):
-        sys.exit(1)
+    click.echo(f"report: {os.path.join(result.meta['output'], 'report.md')}")
+    exit_if_failed(any(r.get("error") for r in rows))
 
 
 @cli.command()
@@ -370,8 +341,8 @@ def _finish(results, outdir):
 def report(results, outdir, force):
     """Rebuild report.md, results.csv and tradeoff.png from saved RESULTS.json files (several devices too)."""
     from edgekit.report import load_results, write_report
-    from device_bench.output import check_new
-    check_new(os.path.join(outdir, "report.md"), force)
+    from device_bench.safe_write import refuse_existing
+    refuse_existing(os.path.join(outdir, "report.md"), force)
     write_report(load_results(results), outdir, progress=progress)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 def imagenet_labels():
     """1000 class names in index order, or None if Keras cannot provide them."""
-    from edgekit.tf import import_tf, quiet_stderr
+    from edgekit.tf_import import import_tf, quiet_stderr
     _, keras = import_tf()
     try:
         with quiet_stderr():

@@ -3,7 +3,7 @@
 import os
 
 from device_bench.errors import EdgekitError
-from edgekit.tf import import_tf, quiet_stderr
+from edgekit.tf_import import import_tf, quiet_stderr
 
 
 def load_keras_model(path, unsafe=False):

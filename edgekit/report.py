@@ -6,7 +6,8 @@ import os
 
 from device_bench.environment import device_label
 from device_bench.errors import EdgekitError
-from device_bench.output import format_table, write_csv, write_text_atomic
+from device_bench.safe_write import write_text_atomic
+from device_bench.views import format_table, write_csv
 
 MARKERS = {"fp32": "o", "fp16": "s", "dynamic": "^", "int8": "D"}
 COLUMNS = [

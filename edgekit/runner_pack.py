@@ -6,7 +6,7 @@ import tempfile
 import zipapp
 
 import device_bench
-from edgekit.files import atomic_path
+from device_bench.safe_write import atomic_path
 
 _MAIN = "import sys\nfrom device_bench.__main__ import main\nsys.exit(main())\n"
 

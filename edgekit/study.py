@@ -1,67 +1,170 @@
 """The main job: convert, benchmark, classify and evaluate a set of models, then write the report.
 
-`edgekit demo` is `edgekit run` on the built-in config below. Each model and precision that fails
-becomes a row with its error; the rest of the run goes on.
+`edgekit demo` is `edgekit run` on the built-in study. Each model and precision that fails becomes a
+row with its error; the rest of the run goes on.
 """
 
 import os
+import resource
+import shlex
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 
-from device_bench.errors import EdgekitError
-from edgekit.convert_cmd import SAMPLE_IMAGES
+from device_bench.errors import EdgekitError, WeightsUnavailable
+from device_bench.options import BenchParams
 
-DEMO_CONFIG = {
-    "models": [
-        {"name": "squeezenet1_1", "size": 224},
-        {"name": "mobilenet_v1", "alpha": 1.0, "size": 224},
-        {"name": "mobilenet_v2", "alpha": 1.0, "size": 224},
-    ],
-    "precisions": ["fp32", "fp16", "dynamic", "int8"],
-    "weights": "imagenet",
-    "threads": [1],
-    "runs": 50,
-    "calibration": str(SAMPLE_IMAGES),
-    "classify": str(SAMPLE_IMAGES),
-}
-
-_KEYS = {"models", "precisions", "weights", "threads", "runs", "min_secs", "calibration", "calibration_count",
-         "classify", "evaluate", "output"}
-_MODEL_KEYS = {"name", "source", "alpha", "size", "classes", "weights", "preprocessing", "mean", "std", "labels"}
+BENCH_SUMMARY_FIELDS = ("threads", "init_ms", "first_ms", "latency_ms", "peak_rss_mb", "memory_mb",
+                        "delegated_nodes", "total_nodes", "throughput_per_s", "warnings")
 
 
-def load_config(path):
-    """Read and check a TOML config; paths in it are relative to the file."""
-    try:
-        import tomllib
-    except ImportError:  # Python < 3.11
-        import tomli as tomllib
-    try:
-        with open(path, "rb") as f:
-            cfg = tomllib.load(f)
-    except OSError as e:
-        raise EdgekitError(f"{path}: cannot read ({e.strerror})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise EdgekitError(f"{path}: not valid TOML ({e})") from None
-    unknown = set(cfg) - _KEYS
-    if unknown:
-        raise EdgekitError(f"{path}: unknown setting {', '.join(sorted(unknown))}; known: {', '.join(sorted(_KEYS))}")
-    if not cfg.get("models"):
-        raise EdgekitError(f"{path}: no [[models]] given")
-    base = os.path.dirname(os.path.abspath(path))
-    for i, m in enumerate(cfg["models"]):
-        bad = set(m) - _MODEL_KEYS
-        if bad or not ("name" in m or "source" in m):
-            raise EdgekitError(f"{path}: models[{i}] needs 'name' (zoo) or 'source' (a model file)"
-                               + (f"; unknown keys {', '.join(sorted(bad))}" if bad else ""))
-        for key in ("source", "labels"):
-            if key in m:
-                m[key] = os.path.join(base, m[key])
-    for key in ("calibration", "classify", "evaluate", "output"):
-        if key in cfg:
-            cfg[key] = os.path.join(base, cfg[key])
-    return cfg
+@dataclass
+class StudyResult:
+    """One study's rows (model x precision) with the environment and how the run went."""
+    environment: dict
+    meta: dict
+    rows: list
+
+    def to_dict(self):
+        return {"format": 1, "environment": self.environment, "meta": self.meta, "rows": self.rows}
+
+
+class _StudyRun:
+    """The state one study run shares across its models: settings, notes and stage timings."""
+
+    def __init__(self, study, outdir, force, progress):
+        self.study, self.outdir, self.force, self.progress = study, outdir, force, progress
+        self.bundles = os.path.join(outdir, "bundles")
+        self.params = BenchParams(num_runs=study.runs, min_secs=float(study.min_secs)).validate()
+        self.notes, self.stages = [], []
+
+    def note(self, text):
+        self.notes.append(text)
+        self.progress(f"   {text}")
+
+    def stage(self, model, name, t0, process_peak_rss_mb=None):
+        self.stages.append({"model": model, "stage": name, "seconds": round(time.time() - t0, 2),
+                            "host_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                            "process_peak_rss_mb": process_peak_rss_mb})
+
+    def convert(self, m):
+        """Bundles for one model entry, falling back to random weights when ImageNet's cannot be had."""
+        from edgekit.api import convert
+        label = m.get("source") or m["name"]
+        weights = m.get("weights", self.study.weights) if "name" in m else "none"
+        if weights == "imagenet" and not _has_imagenet_weights(m["name"]):
+            self.note(f"{label}: Keras publishes no ImageNet weights for it; random weights")
+            weights = "none"
+        kwargs = dict(alpha=m.get("alpha"), size=m.get("size"), classes=m.get("classes"),
+                      preprocessing=m.get("preprocessing"), mean=m.get("mean"), std=m.get("std"),
+                      labels=m.get("labels"), calibration=self.study.calibration,
+                      calibration_count=self.study.calibration_count, force=self.force, reuse=not self.force,
+                      progress=lambda s: self.progress(f"   {s}"))
+        try:
+            return convert(label, self.study.precisions, self.bundles, weights=weights, **kwargs)
+        except WeightsUnavailable as e:
+            self.note(f"{label}: ImageNet weights could not be fetched ({e.reason[:120]}); random weights")
+            return convert(label, self.study.precisions, self.bundles, weights="none", **kwargs)
+
+    def model_rows(self, m):
+        label = m.get("source") or m["name"]
+        self.progress(f"== {label}: converting to {', '.join(self.study.precisions)}")
+        t0 = time.time()
+        try:
+            summary = self.convert(m)
+        except EdgekitError as e:
+            self.progress(f"   error: {e}")
+            return [{"model": label, "precision": p, "error": str(e)} for p in self.study.precisions]
+        self.stage(label, "build and convert", t0)
+        trained = summary.source.get("trained", True)
+        command = _convert_command(summary.source, self.study, m, self.bundles)
+        rows = []
+        for i, b in enumerate(summary.bundles):
+            row = {"model": summary.model, "family": summary.source.get("family") or "user model",
+                   "precision": b.precision, "bundle": b.path, "trained_weights": trained, "reused_bundle": b.reused,
+                   "convert_command": command if i == 0 else None}
+            if b.error:
+                row["error"] = b.error
+            else:
+                try:
+                    row.update(self.measure(b.path, f"{summary.model} {b.precision}", trained))
+                except EdgekitError as e:
+                    row["error"] = str(e)
+                    self.progress(f"   error: {e}")
+            rows.append(row)
+        _add_fp32_agreement(rows)
+        return rows
+
+    def measure(self, bundle, name, trained):
+        """Manifest facts, a benchmark per thread count, classification and accuracy for one bundle."""
+        from device_bench.manifest import read_bundle
+        from device_bench.sweep import run_isolated
+        manifest = read_bundle(bundle).manifest
+        out = {"params": manifest.get("params"), "macs": manifest.get("macs"), "file_size": manifest["file_size"],
+               "fidelity": manifest.get("fidelity") if trained else None, "bench": []}
+        for t in self.study.threads:
+            self.progress(f"   {name}: benchmarking, {t} thread(s)")
+            t0 = time.time()
+            r = run_isolated(bundle, replace(self.params, threads=t))
+            self.stage(name, f"bench, {t} thread(s)", t0, r.peak_rss_mb)
+            if r.error:
+                raise EdgekitError(r.error)
+            out["bench"].append({k: v for k, v in asdict(r).items() if k in BENCH_SUMMARY_FIELDS})
+        if trained:  # predictions and accuracy of a random network would measure nothing
+            out.update(self.accuracy(bundle, name))
+        return out
+
+    def accuracy(self, bundle, name):
+        from device_bench import api
+        out = {}
+        if self.study.classify:
+            self.progress(f"   {name}: classifying {self.study.classify}")
+            t0 = time.time()
+            preds = api.classify(bundle, [self.study.classify])
+            self.stage(name, "classify", t0)
+            out["predictions"] = [{"image": os.path.basename(p.image), "top": (p.predictions or [])[:3],
+                                   "error": p.error} for p in preds]
+        if self.study.evaluate:
+            self.progress(f"   {name}: evaluating on {self.study.evaluate}")
+            t0 = time.time()
+            ev = api.evaluate(bundle, self.study.evaluate)
+            self.stage(name, "evaluate", t0)
+            out.update(top1=ev.top1, top5=ev.top5, eval_count=ev.count)
+        return out
+
+
+def run_study(study, outdir=None, force=False, progress=print):
+    """Run a Study (or a TOML path, or a config dict); write report.md, results.json/csv, tradeoff.png."""
+    from device_bench.environment import collect
+    from device_bench.runtime import resolve_runtime
+    from edgekit.report import write_report
+    from edgekit.study_config import Study
+    if isinstance(study, (str, os.PathLike)):
+        study = Study.from_toml(study)
+    elif isinstance(study, dict):
+        study = Study.from_dict(study)
+    outdir = os.path.abspath(outdir or study.output or "edgekit-out")
+    os.makedirs(os.path.join(outdir, "bundles"), exist_ok=True)
+    env, started = collect(resolve_runtime()), time.time()
+    run = _StudyRun(study, outdir, force, progress)
+    rows = [row for m in study.models for row in run.model_rows(m)]
+    meta = {"config": asdict(study), "seconds": round(time.time() - started, 1), "notes": run.notes,
+            "stages": run.stages, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "output": outdir, "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))}
+    result = StudyResult(env, meta, rows)
+    write_report(result.to_dict(), outdir, progress=progress)
+    return result
+
+
+def _add_fp32_agreement(rows):
+    """Top-1 agreement of each build's predictions with the fp32 build's, whatever the precision order."""
+    def top1(row):
+        return {p["image"]: p["top"][0]["index"] for p in row.get("predictions") or [] if p["top"]}
+    base = next((top1(r) for r in rows if r["precision"] == "fp32" and r.get("predictions")), None)
+    for r in rows:
+        if base and r["precision"] != "fp32" and r.get("predictions"):
+            mine = top1(r)
+            r["agreement_fp32"] = sum(mine.get(k) == v for k, v in base.items()) / len(base)
 
 
 def _has_imagenet_weights(name):
@@ -72,93 +175,8 @@ def _has_imagenet_weights(name):
         return True  # an unknown name fails, with its own message, in the conversion
 
 
-def _model_label(m):
-    return m.get("source") or m["name"]
-
-
-def run_study(cfg, outdir, force=False, progress=print):
-    """Run everything the config asks for; write report.md, results.json/csv and tradeoff.png."""
-    from device_bench.bench import BenchParams, run_isolated
-    from device_bench.environment import collect
-    from device_bench.runtime import resolve_runtime
-    from edgekit.convert_cmd import run_convert
-    from edgekit.report import write_report
-
-    outdir = os.path.abspath(outdir)
-    os.makedirs(os.path.join(outdir, "bundles"), exist_ok=True)
-    precisions = cfg.get("precisions", ["fp32", "fp16", "dynamic", "int8"])
-    threads = cfg.get("threads", [1])
-    params = BenchParams(num_runs=int(cfg.get("runs", 50)), min_secs=float(cfg.get("min_secs", 1.0))).validate()
-    env = collect(resolve_runtime())
-    rows, notes, started = [], [], time.time()
-    stages = []
-
-    def stage(model, name, t0, process_peak_rss_mb=None):
-        import resource
-        stages.append({"model": model, "stage": name, "seconds": round(time.time() - t0, 2),
-                       "host_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                       "process_peak_rss_mb": process_peak_rss_mb})
-    for m in cfg["models"]:
-        label = _model_label(m)
-        progress(f"== {label}: converting to {', '.join(precisions)}")
-        summary, weights_used = None, m.get("weights", cfg.get("weights", "none"))
-        kwargs = dict(alpha=m.get("alpha"), size=m.get("size"), classes=m.get("classes"),
-                      preprocessing=m.get("preprocessing"), mean=m.get("mean"), std=m.get("std"),
-                      labels=m.get("labels"), calibration=cfg.get("calibration"),
-                      calibration_count=int(cfg.get("calibration_count", 200)),
-                      force=force, reuse=not force, progress=lambda s: progress(f"   {s}"))
-        if "name" not in m:
-            weights_used = "none"
-        elif weights_used == "imagenet" and not _has_imagenet_weights(m["name"]):
-            notes.append(f"{label}: Keras publishes no ImageNet weights for it; random weights")
-            progress(f"   {notes[-1]}")
-            weights_used = "none"
-        t0 = time.time()
-        try:
-            try:
-                summary = run_convert(label, precisions, os.path.join(outdir, "bundles"), weights=weights_used,
-                                      **kwargs)
-            except EdgekitError as e:
-                if weights_used != "imagenet" or "could not fetch ImageNet weights" not in str(e):
-                    raise
-                reason = str(e).split("through Keras: ", 1)[-1].split("; download them")[0].split(" -- ")[-1]
-                notes.append(f"{label}: ImageNet weights could not be fetched ({reason[:120]}); random weights")
-                progress(f"   {notes[-1]}")
-                summary = run_convert(label, precisions, os.path.join(outdir, "bundles"), weights="none", **kwargs)
-        except EdgekitError as e:
-            progress(f"   error: {e}")
-            rows += [{"model": label, "precision": p, "error": str(e)} for p in precisions]
-            continue
-        stage(label, "build and convert", t0)
-        trained = summary["source"].get("trained", True)
-        command = _convert_command(summary["source"], precisions, os.path.join(outdir, "bundles"), cfg, m)
-        fp32_top1 = {}
-        for b in summary["bundles"]:
-            row = {"model": summary["model"], "family": summary["source"].get("family") or "user model",
-                   "precision": b["precision"], "bundle": b["bundle"], "trained_weights": trained,
-                   "reused_bundle": b.get("reused", False), "convert_command": command if b is summary["bundles"][0]
-                   else None}
-            if "error" in b:
-                rows.append(dict(row, error=b["error"]))
-                continue
-            try:
-                row.update(_measure(b["bundle"], row, params, threads, cfg, trained, fp32_top1, progress,
-                                    run_isolated, stage))
-            except EdgekitError as e:
-                row["error"] = str(e)
-                progress(f"   error: {e}")
-            rows.append(row)
-    meta = {"config": cfg, "seconds": round(time.time() - started, 1), "notes": notes, "stages": stages,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))}
-    results = {"format": 1, "environment": env, "meta": meta, "rows": rows}
-    write_report(results, outdir, progress=progress)
-    return results
-
-
-def _convert_command(source, precisions, outdir, cfg, m):
+def _convert_command(source, study, m, outdir):
     """The `edgekit convert` line that makes these bundles again."""
-    import shlex
     if source["kind"] == "zoo":
         args = [source["model"], "--alpha", f"{source['alpha']:g}", "--size", str(source["size"]),
                 "--classes", str(source["classes"]), "--weights", source["weights"]]
@@ -166,57 +184,10 @@ def _convert_command(source, precisions, outdir, cfg, m):
         args = [source["path"]] + (["--preprocessing", m["preprocessing"]] if m.get("preprocessing") else
                                    ["--mean", ",".join(map(str, m.get("mean", []))), "--std",
                                     ",".join(map(str, m.get("std", [])))])
-    for p in precisions:
+    for p in study.precisions:
         args += ["-p", p]
-    if cfg.get("calibration"):
-        args += ["--calibration", cfg["calibration"]]
+    if study.calibration:
+        args += ["--calibration", study.calibration]
     if m.get("labels"):
         args += ["--labels", m["labels"]]
     return shlex.join(["edgekit", "convert", *args, "-o", outdir])
-
-
-def _measure(bundle, row, params, threads, cfg, trained, fp32_top1, progress, run_isolated, stage):
-    """Manifest facts, a benchmark per thread count, classification and accuracy for one bundle."""
-    import json
-    from device_bench.classify import classify, evaluate, open_predictor
-
-    with open(os.path.join(bundle, "edgekit.json"), encoding="utf-8") as f:
-        manifest = json.load(f)
-    out = {"params": manifest.get("params"), "macs": manifest.get("macs"), "file_size": manifest["file_size"],
-           "fidelity": manifest.get("fidelity") if trained else None}
-    bench = []
-    name = f"{row['model']} {row['precision']}"
-    for t in threads:
-        progress(f"   {name}: benchmarking, {t} thread(s)")
-        t0 = time.time()
-        r = run_isolated(bundle, replace(params, threads=t))
-        stage(name, f"bench, {t} thread(s)", t0, r.get("peak_rss_mb"))
-        if "error" in r:
-            raise EdgekitError(r["error"])
-        bench.append(r)
-    out["bench"] = [{k: r[k] for k in ("threads", "init_ms", "first_ms", "latency_ms", "peak_rss_mb", "memory_mb",
-                                       "delegated_nodes", "total_nodes", "throughput_per_s", "warnings")}
-                    for r in bench]
-    if not trained:
-        return out  # predictions and agreement of a random network would measure nothing
-    predictor = open_predictor(bundle)
-    if cfg.get("classify"):
-        progress(f"   {row['model']} {row['precision']}: classifying {cfg['classify']}")
-        t0 = time.time()
-        preds = classify(predictor, [cfg["classify"]])
-        stage(name, "classify", t0)
-        out["predictions"] = [{"image": os.path.basename(p["image"]), "top": p.get("predictions", [])[:3],
-                               "error": p.get("error")} for p in preds]
-        top1 = {p["image"]: p["top"][0]["index"] for p in out["predictions"] if p["top"]}
-        if row["precision"] == "fp32":
-            fp32_top1.update(top1)
-        elif fp32_top1:
-            same = [top1.get(k) == v for k, v in fp32_top1.items()]
-            out["agreement_fp32"] = sum(same) / len(same)
-    if cfg.get("evaluate"):
-        progress(f"   {row['model']} {row['precision']}: evaluating on {cfg['evaluate']}")
-        t0 = time.time()
-        ev = evaluate(predictor, cfg["evaluate"])
-        stage(name, "evaluate", t0)
-        out.update(top1=ev["top1"], top5=ev["top5"], eval_count=ev["count"])
-    return out

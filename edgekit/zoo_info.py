@@ -1,7 +1,7 @@
 """Zoo-level operations behind `edgekit models` and `edgekit build`."""
 
 from device_bench.errors import EdgekitError
-from edgekit.files import atomic_path, check_output
+from device_bench.safe_write import atomic_path, check_output
 from edgekit.models import create_model, get_spec, list_models
 from edgekit.models.macs import count_macs
 

@@ -76,7 +76,7 @@ def test_lone_tflite_uses_embedded_preprocessing_and_labels(digits, digit_models
 
 def test_bare_tflite_with_mean_std_and_labels(digits, digit_models, tmp_path, invoke):
     """A .tflite with no metadata at all: classify with --mean, --std and --labels."""
-    from converters.tflite import convert, export_saved_model
+    from converters.keras_to_tflite import convert, export_saved_model
     bare = tmp_path / "bare.tflite"
     export_saved_model(digit_models["mobilenet_v2"]["keras"], tmp_path / "sm")
     bare.write_bytes(convert(tmp_path / "sm", "fp32"))

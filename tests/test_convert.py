@@ -98,7 +98,7 @@ def test_unsupported_op_is_named(invoke, tmp_path):
 
     inp = keras.Input((16, 16, 3))
     model = keras.Model(inp, keras.layers.Flatten()(Fft()(inp)))
-    from converters.tflite import convert, export_saved_model
+    from converters.keras_to_tflite import convert, export_saved_model
     from device_bench.errors import EdgekitError
     export_saved_model(model, tmp_path / "sm")
     with pytest.raises(EdgekitError, match=r"cannot express .*FFT2D.*--allow-tf-ops"):
@@ -121,7 +121,7 @@ def test_unsupported_layer_is_named_through_the_cli(invoke, tmp_path):
                   "--allow-tf-ops", "-o", tmp_path / "out")
     assert flex.exit_code == 0, flex.output
     assert "a device without TensorFlow cannot run it" in flex.output
-    from converters.tflite import op_names
+    from converters.keras_to_tflite import op_names
     assert "FlexResizeBicubic" in op_names((tmp_path / "out" / "bicubic_fp32" / "model.tflite").read_bytes())
     bench = invoke("bench", tmp_path / "out" / "bicubic_fp32", "--runs", "1", "--min-secs", "0", "--json")
     assert bench.exit_code == 1 and "bicubic" in json.loads(bench.stdout)[0]["error"]
@@ -143,7 +143,7 @@ def test_lambda_model_converts_only_with_unsafe(invoke, tmp_path):
 def test_broken_variable_file_is_caught(tmp_path):
     """from_concrete_functions(..., keras_model) leaves weights as variables under Keras 3."""
     import tensorflow as tf
-    from converters.tflite import verify_tflite
+    from converters.keras_to_tflite import verify_tflite
     from device_bench.errors import EdgekitError
     from edgekit.models import create_model
     model = create_model("mobilenet_v2", alpha=0.35, size=64, classes=10)

@@ -2,8 +2,8 @@
 
 import os
 
-from device_bench.errors import EdgekitError
-from edgekit.tf import import_tf, quiet_stderr
+from device_bench.errors import EdgekitError, WeightsUnavailable
+from edgekit.tf_import import import_tf, quiet_stderr
 
 
 def build_with_weights(spec, alpha, size, classes, weights):
@@ -16,10 +16,11 @@ def build_with_weights(spec, alpha, size, classes, weights):
             model = spec.builder(alpha, size, classes, weights)
     except Exception as e:
         if weights == "imagenet":
-            raise EdgekitError(
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise WeightsUnavailable(
                 f"could not fetch ImageNet weights for {spec.name} (alpha {alpha}, size {size}) through "
-                f"Keras: {str(e).splitlines()[0][:200]}; download them where there is network and pass "
-                f"--weights PATH") from None
+                f"Keras: {first}; download them where there is network and pass --weights PATH",
+                reason=first.split(" -- ")[-1]) from None
         raise
     if local:
         try:

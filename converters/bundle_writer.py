@@ -9,6 +9,7 @@ import numpy as np
 
 from device_bench import manifest as mf
 from device_bench.errors import EdgekitError
+from device_bench.safe_write import refuse_existing, write_json_atomic
 
 
 def sha256_of(path):
@@ -48,8 +49,7 @@ def write_bundle(folder, tflite_bytes, manifest, labels=None, force=False):
     """Write NAME/{model.tflite, edgekit.json, labels.txt} via a temporary folder and a rename."""
     import json
     folder = os.path.abspath(folder)
-    if os.path.exists(folder) and not force:
-        raise EdgekitError(f"{folder} already exists; pass --force to replace it")
+    refuse_existing(folder, force)
     parent = os.path.dirname(folder)
     try:
         os.makedirs(parent, exist_ok=True)
@@ -74,7 +74,7 @@ def write_bundle(folder, tflite_bytes, manifest, labels=None, force=False):
         mf.validate_manifest(manifest, f"{folder} (manifest being written)")
         with open(os.path.join(tmp, mf.MODEL_NAME), "wb") as f:
             f.write(data)
-        mf.write_json_atomic(os.path.join(tmp, mf.MANIFEST_NAME), manifest)
+        write_json_atomic(os.path.join(tmp, mf.MANIFEST_NAME), manifest)
         if labels_text:
             with open(os.path.join(tmp, mf.LABELS_NAME), "w", encoding="utf-8") as f:
                 f.write(labels_text)

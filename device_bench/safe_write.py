@@ -1,17 +1,23 @@
-"""Writing outputs safely: never clobber without --force, never leave a half-written file."""
+"""Writing outputs safely: never replace one without --force, never leave half a file behind."""
 
 import contextlib
+import json
 import os
 import tempfile
 
 from device_bench.errors import EdgekitError
-from device_bench.output import check_new
+
+
+def refuse_existing(path, force):
+    """Refuse to replace an existing output unless ``force``: the one place this message is made."""
+    if os.path.exists(path) and not force:
+        raise EdgekitError(f"{path} already exists; pass --force to replace it")
 
 
 def check_output(path, force):
     """Fail early, before any work, if ``path`` exists (without force) or cannot be written."""
     path = os.path.abspath(path)
-    check_new(path, force)
+    refuse_existing(path, force)
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         raise EdgekitError(f"cannot write {path}: folder {parent} does not exist")
@@ -38,6 +44,17 @@ def atomic_path(path, force):
     except BaseException:
         _remove(tmp)
         raise
+
+
+def write_text_atomic(path, text):
+    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
+    with atomic_path(path, force=True) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+
+
+def write_json_atomic(path, obj):
+    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def _remove(path):

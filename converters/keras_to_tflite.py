@@ -10,9 +10,8 @@ import re
 import numpy as np
 
 from device_bench.errors import EdgekitError
+from device_bench.options import IO_TYPES, PRECISIONS
 
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
-IO_TYPES = ("int8", "uint8", "float32")
 _VARIABLE_OPS = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"}
 
 

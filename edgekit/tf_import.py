@@ -2,22 +2,22 @@
 
 import os
 
-from device_bench import quiet
-from device_bench.quiet import quiet_stderr  # noqa: F401  (re-exported for the host side)
+from device_bench import silence
+from device_bench.silence import quiet_stderr  # noqa: F401  (re-exported for the host side)
 
 
 def set_verbose(verbose):
-    quiet.VERBOSE = bool(verbose)
+    silence.VERBOSE = bool(verbose)
 
 
 def import_tf():
     """Return (tensorflow, keras), imported quietly."""
-    if not quiet.VERBOSE:
+    if not silence.VERBOSE:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with quiet_stderr():
         import tensorflow as tf
         import keras
-        if not quiet.VERBOSE:
+        if not silence.VERBOSE:
             tf.get_logger().setLevel("ERROR")
             import absl.logging
             absl.logging.set_verbosity(absl.logging.ERROR)

@@ -1,0 +1,49 @@
+"""The device-side API: benchmark, classify and evaluate with device-side dependencies only.
+
+``python -m device_bench`` and edgekit's local commands are thin faces over these functions.
+"""
+
+import os
+
+from device_bench.options import BenchParams
+
+
+def _paths(value):
+    """One path (str, PathLike, Bundle) or several, as a list of path strings."""
+    if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
+        value = [value]
+    return [os.fspath(v) for v in value]
+
+
+def benchmark(models, threads=(1,), params=None, cooldown=0.0, isolate=True, progress=None, **options):
+    """Benchmark each model at each thread count, one fresh process per configuration.
+
+    ``options`` are BenchParams fields (num_runs, min_secs, runtime, xnnpack, ...). Returns a list of
+    BenchResult, failures included as error rows."""
+    from dataclasses import replace
+    from device_bench.options import parse_threads
+    from device_bench.sweep import run_sweep
+    threads = parse_threads([threads] if isinstance(threads, int) else threads)
+    params = replace(params or BenchParams(), threads=threads[0], **options).validate()
+    return run_sweep(_paths(models), params, threads, cooldown, isolate=isolate, progress=progress)
+
+
+def _predictor(model, labels=None, mean=None, std=None, runtime=None):
+    from device_bench.predict import open_predictor, preprocessing_override
+    from device_bench.runtime import resolve_runtime
+    return open_predictor(os.fspath(model), labels=labels, preprocessing=preprocessing_override(mean, std),
+                          runtime=resolve_runtime(runtime))
+
+
+def classify(model, images, top_k=None, labels=None, mean=None, std=None, runtime=None):
+    """Top-k labels for image files or folders. Returns Predictions (per-image errors included)."""
+    from device_bench.classify import classify as run
+    return run(_predictor(model, labels, mean, std, runtime), _paths(images), top_k)
+
+
+def evaluate(model, dataset, compare=None, labels=None, mean=None, std=None, runtime=None):
+    """Top-1/top-5 of ``model`` on class folders or a CSV; top-1 agreement with ``compare`` if given."""
+    from device_bench.evaluate import evaluate as run
+    predictor = _predictor(model, labels, mean, std, runtime)
+    other = _predictor(compare, labels, mean, std, runtime) if compare is not None else None
+    return run(predictor, os.fspath(dataset), other)

@@ -1,0 +1,153 @@
+"""Every option name and default, defined once.
+
+`BenchParams` is the single source of the benchmark's options: device_bench's argparse flags,
+edgekit's click options and the command line sent to a child process or a remote board are all
+generated from `BENCH_OPTIONS` below, and parsed back into a `BenchParams`.
+"""
+
+from dataclasses import dataclass, fields
+
+from device_bench.errors import EdgekitError
+
+PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
+RUNTIMES = ("litert", "tflite-runtime", "tensorflow")
+IO_TYPES = ("int8", "uint8", "float32")
+PREPROCESSING_MODES = ("tf", "torch", "caffe")
+DEFAULT_CALIBRATION_COUNT = 200
+
+
+@dataclass(frozen=True)
+class BenchParams:
+    """One benchmark configuration; defaults as in TFLite's benchmark_model."""
+    threads: int = 1
+    warmup_runs: int = 1
+    warmup_min_secs: float = 0.5
+    num_runs: int = 50
+    min_secs: float = 1.0
+    max_secs: float = 150.0
+    run_delay: float = 0.0
+    xnnpack: bool = True
+    delegate: str = None
+    runtime: str = None
+    input: str = None  # None (random), an image, or a .npy file
+    poll_memory: bool = False
+
+    def validate(self):
+        """Raise EdgekitError naming the first field out of range; returns self."""
+        if self.threads < 1:
+            raise EdgekitError(f"threads must be at least 1, got {self.threads}")
+        if self.num_runs < 1:
+            raise EdgekitError(f"num_runs must be at least 1, got {self.num_runs}")
+        if self.warmup_runs < 0:
+            raise EdgekitError(f"warmup_runs must be >= 0, got {self.warmup_runs}")
+        for name in ("warmup_min_secs", "min_secs", "max_secs", "run_delay"):
+            if getattr(self, name) < 0:
+                raise EdgekitError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_secs < self.min_secs:
+            raise EdgekitError(f"max_secs ({self.max_secs}) is below min_secs ({self.min_secs})")
+        if self.runtime is not None and self.runtime not in RUNTIMES:
+            raise EdgekitError(f"unknown runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
+        return self
+
+
+@dataclass(frozen=True)
+class Option:
+    """A command-line face of one setting: its flag, value kind and help; the default comes from
+    BenchParams (or ``default`` for the sweep-level settings threads and cooldown)."""
+    dest: str
+    flag: str
+    kind: str  # "int", "float", "str", "flag", "no-flag" (sets the field False), "threads", "runtime"
+    help: str
+    default: object = None
+
+
+BENCH_OPTIONS = (
+    Option("threads", "--threads", "threads", "thread counts to sweep, e.g. 1,2,4"),
+    Option("num_runs", "--runs", "int", "timed runs, at least"),
+    Option("min_secs", "--min-secs", "float", "timed runs last at least this long (s)"),
+    Option("max_secs", "--max-secs", "float", "and at most this long (s)"),
+    Option("warmup_runs", "--warmup-runs", "int", "warm-up runs, at least"),
+    Option("warmup_min_secs", "--warmup-secs", "float", "warm-up lasts at least this long (s)"),
+    Option("run_delay", "--run-delay", "float", "seconds to sleep between timed runs"),
+    Option("runtime", "--runtime", "runtime", "force a TFLite runtime (default: LiteRT, then tflite-runtime, "
+                                              "then TensorFlow)"),
+    Option("xnnpack", "--no-xnnpack", "no-flag", "run without default delegates (XNNPACK)"),
+    Option("delegate", "--delegate", "str", "external delegate: PATH[:key=value;...]"),
+    Option("input", "--input", "str", "an image or .npy input (default: random)"),
+    Option("poll_memory", "--poll-memory", "flag", "also poll RSS every 50 ms (affects timing)"),
+    Option("cooldown", "--cooldown", "float", "seconds to sleep between configurations", 0.0),
+)
+
+_PARAM_DEFAULTS = {f.name: f.default for f in fields(BenchParams)}
+
+
+def option_default(opt):
+    return _PARAM_DEFAULTS.get(opt.dest, opt.default)
+
+
+def parse_threads(text):
+    """'1,2,4' -> [1, 2, 4]; ValueError with a message for anything else."""
+    if isinstance(text, (list, tuple)):
+        values = list(text)
+    else:
+        try:
+            values = [int(v) for v in str(text).split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"threads must be integers separated by commas, got {text!r}") from None
+    if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values):
+        raise ValueError(f"threads must be at least 1, got {text!r}")
+    return values
+
+
+def params_from_options(values):
+    """(BenchParams, thread list, cooldown) from parsed option values keyed by ``Option.dest``."""
+    known = {f.name for f in fields(BenchParams)}
+    threads = parse_threads(values.get("threads") or [1])
+    kwargs = {k: v for k, v in values.items() if k in known and v is not None and k != "threads"}
+    params = BenchParams(threads=threads[0], **kwargs).validate()
+    return params, threads, float(values.get("cooldown") or 0.0)
+
+
+def params_to_argv(params, threads=None, cooldown=0.0):
+    """The command line that gives back ``params`` (for a child process or a remote board)."""
+    values = {f.name: getattr(params, f.name) for f in fields(BenchParams)}
+    values["threads"] = threads or [params.threads]
+    values["cooldown"] = cooldown
+    argv = []
+    for opt in BENCH_OPTIONS:
+        value = values[opt.dest]
+        if opt.kind == "flag":
+            argv += [opt.flag] if value else []
+        elif opt.kind == "no-flag":
+            argv += [] if value else [opt.flag]
+        elif opt.kind == "threads":
+            argv += [opt.flag, ",".join(map(str, value))]
+        elif value is not None and value != option_default(opt):
+            argv += [opt.flag, str(value)]
+    return argv
+
+
+def add_argparse_options(parser):
+    """Add every benchmark option to an argparse parser."""
+    import argparse
+
+    def threads(text):
+        try:
+            return parse_threads(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    for opt in BENCH_OPTIONS:
+        default = option_default(opt)
+        shown = default is not None and not isinstance(default, bool)
+        help_text = opt.help + (f" (default {','.join(map(str, default)) if isinstance(default, list) else default})"
+                                if shown else "")
+        metavar = opt.flag[2:].upper().replace("-", "_")
+        if opt.kind in ("flag", "no-flag"):
+            parser.add_argument(opt.flag, dest=opt.dest, action="store_true" if opt.kind == "flag" else "store_false",
+                                help=opt.help)
+        elif opt.kind == "runtime":
+            parser.add_argument(opt.flag, dest=opt.dest, choices=RUNTIMES, help=opt.help)
+        else:
+            convert = {"int": int, "float": float, "str": str, "threads": threads}[opt.kind]
+            parser.add_argument(opt.flag, dest=opt.dest, type=convert, default=default, metavar=metavar, help=help_text)

@@ -1,0 +1,166 @@
+"""Typed result records: what the API returns, and what every JSON file is a view of.
+
+Each record has ``to_dict()`` (the JSON view, stamped with ``schema``) and ``from_dict()`` (to read a
+child process's or a remote board's JSON back). Stdlib only, so the device side can use them.
+"""
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+
+SCHEMA = 1
+
+
+class _Record:
+    _optional = ("error", "target", "device")  # left out of the JSON when unset
+
+    def to_dict(self):
+        d = asdict(self)
+        if d.get("error"):  # an error row carries only what is known
+            d = {k: v for k, v in d.items() if v is not None}
+        else:
+            d = {k: v for k, v in d.items() if v is not None or k not in self._optional}
+        return dict(d, schema=SCHEMA)
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @property
+    def ok(self):
+        return not getattr(self, "error", None)
+
+
+@dataclass
+class BenchResult(_Record):
+    """One (model, runtime, configuration) benchmark, shaped like benchmark_model's report."""
+    model: str
+    path: str = None
+    precision: str = None
+    params: int = None
+    macs: int = None
+    model_size_bytes: int = None
+    runtime: dict = None
+    threads: int = None
+    xnnpack: bool = None
+    delegate: str = None
+    input: str = None
+    input_dtype: str = None
+    init_ms: float = None
+    first_ms: float = None
+    warmup_ms: dict = None
+    latency_ms: dict = None
+    throughput_per_s: float = None
+    delegated_nodes: int = None
+    total_nodes: int = None
+    fully_delegated: bool = None
+    peak_rss_mb: float = None
+    memory_mb: dict = None
+    timings_meaningful: bool = None
+    params_used: dict = None
+    warnings: list = field(default_factory=list)
+    environment: dict = None
+    error: str = None
+    target: str = None
+    device: dict = None
+
+
+@dataclass
+class ImagePrediction(_Record):
+    """The top-k labels for one image, or why it could not be classified."""
+    image: str
+    predictions: list = None
+    error: str = None
+    target: str = None
+    device: dict = None
+
+
+@dataclass
+class Predictions(_Record):
+    """Every image's top-k for one model; iterate over it for the per-image records."""
+    model: str
+    items: list = field(default_factory=list)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self):
+        return len(self.items)
+
+    @property
+    def ok(self):
+        return all(i.ok for i in self.items)
+
+    def to_dict(self):
+        return {"schema": SCHEMA, "model": self.model, "items": [i.to_dict() for i in self.items]}
+
+
+@dataclass
+class EvalResult(_Record):
+    """Top-1/top-5 and per-class accuracy of one model on a labelled dataset."""
+    model: str
+    dataset: str = None
+    count: int = None
+    top1: float = None
+    top5: float = None
+    per_class: dict = None
+    images_per_s: float = None
+    errors: list = field(default_factory=list)
+    compare: dict = None
+    error: str = None
+    target: str = None
+    device: dict = None
+    _optional = ("error", "target", "device", "compare")
+
+    @property
+    def ok(self):
+        return not self.error and not self.errors
+
+
+@dataclass
+class Bundle(_Record):
+    """One converted build on disk; usable wherever a path is (``os.fspath(bundle)``)."""
+    precision: str
+    path: str
+    file_size: int = None
+    fidelity: dict = None
+    reused: bool = False
+    conversion_seconds: float = None
+    debug_layers: list = None
+    error: str = None
+    _optional = ("error", "debug_layers", "target", "device")
+
+    def __fspath__(self):
+        return self.path
+
+    def to_dict(self):
+        d = super().to_dict()
+        d["bundle"] = d.pop("path")
+        return d
+
+
+class ConvertResult(Mapping):
+    """The bundles made from one model, by precision: ``result["int8"]`` is a Bundle."""
+
+    def __init__(self, model, source, bundles):
+        self.model, self.source, self.bundles = model, source, list(bundles)
+
+    def __getitem__(self, precision):
+        for b in self.bundles:
+            if b.precision == precision:
+                return b
+        raise KeyError(precision)
+
+    def __iter__(self):
+        return (b.precision for b in self.bundles)
+
+    def __len__(self):
+        return len(self.bundles)
+
+    @property
+    def failed(self):
+        return [b for b in self.bundles if b.error]
+
+    def to_dict(self):
+        return {"schema": SCHEMA, "model": self.model, "source": self.source,
+                "bundles": [b.to_dict() for b in self.bundles]}

@@ -1,0 +1,113 @@
+"""Views of result records (as dicts): a text table, CSV, and the text both CLIs print.
+
+Shared by device_bench's argparse front end and edgekit's click one, so the two print the same.
+No third-party dependency.
+"""
+
+import csv
+import io
+
+from device_bench.safe_write import refuse_existing, write_text_atomic
+
+
+def format_table(rows, columns):
+    """rows: dicts; columns: (header, key or callable). Plain, aligned, no colours."""
+    def cell(row, key):
+        value = key(row) if callable(key) else row.get(key)
+        if value is None:
+            return "-"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value)
+
+    cells = [[h for h, _ in columns]] + [[cell(r, k) for _, k in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def flatten(record, prefix=""):
+    """{'a': {'b': 1}, 'c': [1, 2]} -> {'a.b': 1, 'c': '1; 2'}: one CSV column per leaf."""
+    out = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = "; ".join(map(str, value))
+        else:
+            out[name] = value
+    return out
+
+
+def write_csv(path, records, force=True):
+    """Write flattened records as CSV, atomically."""
+    refuse_existing(path, force)
+    rows = [flatten(r) for r in records]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+    w.writeheader()
+    w.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
+
+
+def _latency(key):
+    return lambda r: (r.get("latency_ms") or {}).get(key)
+
+
+BENCH_COLUMNS = [
+    ("model", "model"), ("precision", "precision"),
+    ("runtime", lambda r: r.get("runtime") and f"{r['runtime']['name']} {r['runtime']['version']}"),
+    ("threads", "threads"), ("xnnpack", "xnnpack"),
+    ("size MB", lambda r: r.get("model_size_bytes") and r["model_size_bytes"] / 1e6),
+    ("init ms", "init_ms"), ("first ms", "first_ms"),
+    ("p50 ms", _latency("p50")), ("p90 ms", _latency("p90")), ("p99 ms", _latency("p99")),
+    ("runs", _latency("count")), ("peak RSS MB", "peak_rss_mb"),
+    ("delegated", lambda r: r.get("total_nodes") and f"{r['delegated_nodes']}/{r['total_nodes']}"),
+    ("error", "error"),
+]
+
+
+def render_bench(rows):
+    """The bench table, with a target column for remote rows and a flag on emulated timings."""
+    columns = ([("target", "target")] if any(r.get("target") for r in rows) else []) + BENCH_COLUMNS
+    if any((r.get("environment") or {}).get("emulated") for r in rows):
+        columns.append(("timings", lambda r: "EMULATED: meaningless"
+                        if (r.get("environment") or {}).get("emulated") else None))
+    return format_table(rows, columns)
+
+
+def bench_warnings(rows):
+    return [f"warning: {r['model']}: {w}" for r in rows for w in r.get("warnings") or []]
+
+
+def render_classification(items):
+    """One block per image: its path, then score, label and index of each of the top k."""
+    lines = []
+    for r in items:
+        where = f"[{r['target']}] " if r.get("target") else ""
+        if "error" in r:  # an image that failed, or a whole target (no image)
+            lines.append(f"{where}{r['image'] + ': ' if r.get('image') else ''}error: {r['error']}")
+            continue
+        lines.append(f"{where}{r['image']}")
+        lines += [f"  {p['score']:7.2%}  {p['label']}  ({p['index']})" for p in r["predictions"]]
+    return "\n".join(lines)
+
+
+def render_evaluation(r):
+    """Top-1/top-5, agreement and per-class accuracy of one evaluation record."""
+    where = f"[{r['target']}] " if r.get("target") else ""
+    if "top1" not in r:
+        return f"{where}error: {r.get('error')}"
+    lines = [f"{where}{r['model']}: top-1 {r['top1']:.2%}, top-5 {r['top5']:.2%} on {r['count']} images "
+             f"({r['images_per_s']:.1f} images/s)"]
+    if r.get("compare"):
+        lines.append(f"top-1 agreement with {r['compare']['model']}: {r['compare']['top1_agreement']:.2%}")
+    lines += [f"  {c['accuracy']:7.2%}  {name}  ({c['count']} images)" for name, c in r["per_class"].items()]
+    lines += [f"error: {e['error']}" for e in r.get("errors") or []]
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""Where a model comes from: the zoo, a model file, or a keras.Model in memory.
+
+Each becomes a keras.Model plus a ModelInfo (name, preprocessing, source record with its sha256,
+parameters, multiply-adds, labels) that the converters need.
+"""
+
+import os
+from pathlib import Path
+
+from device_bench.errors import EdgekitError
+from device_bench.images import make_preprocessing
+from device_bench.manifest import read_labels
+
+SAMPLE_IMAGES = Path(__file__).resolve().parent.parent / "sample_images"
+MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def default_calibration():
+    """The photographs shipped with edgekit, when it runs from a checkout."""
+    return str(SAMPLE_IMAGES) if SAMPLE_IMAGES.is_dir() else None
+
+
+def is_model_path(source):
+    source = os.fspath(source)
+    return os.path.exists(source) or source.endswith(MODEL_FILE_SUFFIXES) or os.sep in source
+
+
+def load_source(source, *, alpha=None, size=None, classes=None, weights="none", unsafe=False, mean=None,
+                std=None, preprocessing=None, crop_fraction=None, labels=None, seed=0):
+    """(keras.Model, ModelInfo) for a zoo name, a model file or folder, or an in-memory keras.Model."""
+    from converters.pipeline import ModelInfo
+    from edgekit.models.macs import count_macs
+    if isinstance(source, (str, os.PathLike)) and not is_model_path(source):
+        from edgekit.models import get_spec
+        spec = get_spec(os.fspath(source))  # an unknown name fails first, listing the close ones
+        if mean is not None or std is not None or preprocessing is not None:
+            raise EdgekitError(f"{source} is a zoo model and knows its preprocessing ({spec.preprocessing}); "
+                               f"--mean/--std/--preprocessing are for your own model files")
+        model, name, prep, record, spec = _from_zoo(os.fspath(source), dict(alpha=alpha, size=size, classes=classes,
+                                                                             weights=weights), crop_fraction, seed)
+    else:
+        if alpha is not None or classes is not None or weights not in (None, "none"):
+            raise EdgekitError(f"--alpha, --classes and --weights apply to zoo models, not to {_describe(source)}")
+        model, name, record = _from_model(source, unsafe)
+        spec = None
+        _check_image_input(model, size, _describe(source))
+        if mean is None and std is None and preprocessing is None:
+            raise EdgekitError(f"{_describe(source)}: say how the model's pixels are scaled with --mean and --std "
+                               f"(e.g. --mean 127.5 --std 127.5 for [-1, 1]) or --preprocessing tf|torch|caffe; "
+                               f"a guess would calibrate on the wrong scale")
+        prep = make_preprocessing(preprocessing, mean, std, 1.0 if crop_fraction is None else crop_fraction)
+    names = labels_for(labels, spec, model, record.get("weights"))
+    return model, ModelInfo(name=name, preprocessing=prep, source=record, params=model.count_params(),
+                            macs=count_macs(model), labels=names)
+
+
+def _describe(source):
+    return f"the model {source.name!r}" if not isinstance(source, (str, os.PathLike)) else f"the file {source}"
+
+
+def _from_model(source, unsafe):
+    """A keras.Model from a file or folder, or the one given; with its name and source record."""
+    from converters.bundle_writer import sha256_of
+    from converters.pipeline import weights_sha256
+    if not isinstance(source, (str, os.PathLike)):
+        if not hasattr(source, "input_shape") or not hasattr(source, "get_weights"):
+            raise EdgekitError(f"expected a zoo name, a model file or a keras.Model, got {type(source).__name__}")
+        return source, source.name, {"kind": "keras", "name": source.name, "sha256": weights_sha256(source)}
+    from edgekit.loading import load_keras_model
+    path = os.fspath(source)
+    model = load_keras_model(path, unsafe=unsafe)
+    return model, Path(path.rstrip("/")).stem, {"kind": "file", "path": os.path.abspath(path), "sha256": sha256_of(path)}
+
+
+def _check_image_input(model, size, where):
+    shape = model.input_shape
+    if isinstance(shape, list) or len(shape) != 4:
+        raise EdgekitError(f"{where}: expected one image input [N, H, W, C], got {shape}")
+    if None in shape[1:3]:
+        raise EdgekitError(f"{where}: the model's input has no fixed size {shape}; rebuild it with one")
+    if size is not None and size != shape[1]:
+        raise EdgekitError(f"{where}: the model takes {shape[1]}x{shape[2]} inputs; got --size {size}")
+
+
+def _from_zoo(source, build, crop_fraction, seed):
+    """A zoo model built with ``build`` (alpha, size, classes, weights); random weights are seeded."""
+    from converters.pipeline import weights_sha256
+    from edgekit.models import create_model, resolve_args
+    from edgekit.tf_import import import_tf
+    spec, alpha, size, classes, weights = resolve_args(source, **build)
+    _, keras = import_tf()
+    if weights == "none":
+        keras.utils.set_random_seed(seed)  # reproducible random weights: same settings, same bundle
+    model = create_model(source, alpha=alpha, size=size, classes=classes, weights=weights)
+    prep = make_preprocessing(spec.preprocessing, crop_fraction=spec.crop_fraction if crop_fraction is None
+                              else crop_fraction)
+    name = f"{source}_{round(alpha * 100):03d}_{size}" if len(spec.alphas) > 1 else f"{source}_{size}"
+    record = {"kind": "zoo", "model": source, "family": spec.family, "alpha": alpha, "size": size,
+              "classes": classes, "weights": weights if weights in ("none", "imagenet") else os.path.abspath(weights),
+              "trained": weights != "none", "sha256": weights_sha256(model)}
+    return model, name, prep, record, spec
+
+
+def labels_for(labels_file, spec, model, weights):
+    """Class names: the user's file, else ImageNet's for ImageNet weights, else None."""
+    if labels_file:
+        labels = read_labels(labels_file)
+        if len(labels) != model.output_shape[-1]:
+            raise EdgekitError(f"{labels_file}: {len(labels)} labels for a model with {model.output_shape[-1]} outputs")
+        return labels
+    if spec is not None and model.output_shape[-1] == 1000 and weights == "imagenet":
+        from edgekit.imagenet import imagenet_labels
+        return imagenet_labels()
+    return None

@@ -1,0 +1,135 @@
+"""A study: which models, precisions, thread counts and data `edgekit run` measures.
+
+Built in code (`Study(models=[...])`) or read from TOML (`Study.from_toml`); either way every key
+and type is checked before any work starts, and an unknown key names the closest known one.
+"""
+
+import difflib
+import os
+from dataclasses import dataclass, field, fields
+
+from device_bench.errors import EdgekitError
+from device_bench.options import DEFAULT_CALIBRATION_COUNT, PRECISIONS
+from edgekit.sources import SAMPLE_IMAGES
+
+_MODEL_KEYS = {"name": str, "source": str, "alpha": (int, float), "size": int, "classes": int, "weights": str,
+               "preprocessing": str, "mean": list, "std": list, "labels": str}
+_PATH_KEYS = ("calibration", "classify", "evaluate", "output")
+
+
+@dataclass
+class Study:
+    """Everything `edgekit run` needs; paths are absolute once read from a file."""
+    models: list
+    precisions: list = field(default_factory=lambda: list(PRECISIONS))
+    threads: list = field(default_factory=lambda: [1])
+    runs: int = 50
+    min_secs: float = 1.0
+    weights: str = "none"
+    calibration: str = None
+    calibration_count: int = DEFAULT_CALIBRATION_COUNT
+    classify: str = None
+    evaluate: str = None
+    output: str = None
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self, where="study"):
+        """Check every field's type and range; EdgekitError names the field."""
+        if not self.models:
+            raise EdgekitError(f"{where}: no [[models]] given")
+        _check_list(self.precisions, str, "precisions", where, choices=PRECISIONS)
+        _check_list(self.threads, int, "threads", where)
+        if any(t < 1 for t in self.threads):
+            raise EdgekitError(f"{where}: 'threads' must be at least 1, got {self.threads}")
+        for name, kind in (("runs", int), ("min_secs", (int, float)), ("calibration_count", int)):
+            value = getattr(self, name)
+            if not isinstance(value, kind) or isinstance(value, bool) or value < (1 if kind is int else 0):
+                raise EdgekitError(f"{where}: '{name}' must be a {'positive integer' if kind is int else 'number'}, "
+                                   f"got {value!r}")
+        for name in ("weights", *_PATH_KEYS):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise EdgekitError(f"{where}: '{name}' must be a string, got {getattr(self, name)!r}")
+        for i, m in enumerate(self.models):
+            _check_model(m, f"{where}: models[{i}]")
+        return self
+
+    @classmethod
+    def from_dict(cls, data, where="study", base=None):
+        """A Study from a parsed config; relative paths are taken from ``base``."""
+        if not isinstance(data, dict):
+            raise EdgekitError(f"{where}: expected a table of settings")
+        known = [f.name for f in fields(cls)]
+        _refuse_unknown(data, known, where)
+        data = dict(data)
+        if not isinstance(data.get("models"), list) or not data["models"]:
+            raise EdgekitError(f"{where}: no [[models]] given")
+        if base:
+            data["models"] = [_with_paths(m, base) for m in data["models"]]
+            for key in _PATH_KEYS:
+                if isinstance(data.get(key), str):
+                    data[key] = os.path.join(base, data[key])
+        try:
+            return cls(**data)
+        except EdgekitError as e:  # name the file rather than "study"
+            raise EdgekitError(where + str(e)[len("study"):]) from None
+
+    @classmethod
+    def from_toml(cls, path):
+        """Read and check a TOML config; paths in it are relative to the file."""
+        try:
+            import tomllib
+        except ImportError:  # Python < 3.11
+            import tomli as tomllib
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise EdgekitError(f"{path}: cannot read ({e.strerror})") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise EdgekitError(f"{path}: not valid TOML ({str(e)[:200]})") from None
+        return cls.from_dict(data, str(path), base=os.path.dirname(os.path.abspath(path)))
+
+
+def demo_study():
+    """The built-in study of `edgekit demo`: the three families at 224, every precision."""
+    return Study(models=[{"name": "squeezenet1_1", "size": 224}, {"name": "mobilenet_v1", "alpha": 1.0, "size": 224},
+                         {"name": "mobilenet_v2", "alpha": 1.0, "size": 224}],
+                 weights="imagenet", calibration=str(SAMPLE_IMAGES), classify=str(SAMPLE_IMAGES))
+
+
+def _refuse_unknown(data, known, where):
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            raise EdgekitError(f"{where}: unknown setting {key!r}"
+                               + (f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"))
+
+
+def _check_list(value, kind, name, where, choices=None):
+    if not isinstance(value, list) or not value or not all(isinstance(v, kind) and not isinstance(v, bool)
+                                                           for v in value):
+        raise EdgekitError(f"{where}: '{name}' must be a non-empty list of {kind.__name__}, got {value!r}")
+    if choices and any(v not in choices for v in value):
+        raise EdgekitError(f"{where}: '{name}' takes {', '.join(choices)}, got {value!r}")
+
+
+def _check_model(m, where):
+    if not isinstance(m, dict):
+        raise EdgekitError(f"{where}: expected a table, got {m!r}")
+    _refuse_unknown(m, list(_MODEL_KEYS), where)
+    if ("name" in m) == ("source" in m):
+        raise EdgekitError(f"{where}: give 'name' (a zoo model) or 'source' (a model file), one of the two")
+    for key, kind in _MODEL_KEYS.items():
+        if key in m and (not isinstance(m[key], kind) or isinstance(m[key], bool)):
+            raise EdgekitError(f"{where}: '{key}' has the wrong type: {m[key]!r}")
+    for key in ("mean", "std"):
+        if key in m and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in m[key]):
+            raise EdgekitError(f"{where}: '{key}' must be a list of numbers, got {m[key]!r}")
+
+
+def _with_paths(m, base):
+    if not isinstance(m, dict):
+        return m
+    return {k: os.path.join(base, v) if k in ("source", "labels") and isinstance(v, str) else v for k, v in m.items()}
