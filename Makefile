@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test
+.PHONY: demo test wheel
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(VENV)/bin/edgekit demo -o demo-out
+
+# dist/edgekit_tflite-VERSION-py3-none-any.whl, the file a device installs (`pip install` of it).
+wheel: $(STAMP)
+	$(PY) -m pip wheel -q --no-deps -w dist .
 
 # The last tflite-runtime (2.14, NumPy 1.x) in a venv of its own: the device-side tests run the
 # runner under it too, to prove the fallback runtime and its known limits are handled.

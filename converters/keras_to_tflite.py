@@ -58,6 +58,7 @@ def convert(saved_model_dir, precision, representative=None, io="int8", allow_tf
 
 
 def describe_conversion_error(e):
+    """Turn a converter failure into one line naming the unsupported ops, their layer and the fix."""
     text = str(e)
     ops = sorted(set(re.findall(r"'(tf\.\w+)' op is neither a custom op nor a flex op", text)))
     if not ops:
@@ -73,6 +74,7 @@ def describe_conversion_error(e):
 
 
 def op_names(tflite_bytes):
+    """Operator names in a .tflite file, to spot broken conversions and ops that need TensorFlow."""
     from device_bench.manifest import tflite_schema
     schema = tflite_schema()
     model = schema.Model.GetRootAs(tflite_bytes, 0)

@@ -21,6 +21,7 @@ def _failed(rows):
 
 
 def cmd_bench(a):
+    """device_bench bench: a sweep, printed as a table or JSON (and CSV)."""
     from device_bench import api
     from device_bench.options import params_from_options
     from device_bench.safe_write import refuse_existing
@@ -49,6 +50,7 @@ def _model_kwargs(a):
 
 
 def cmd_classify(a):
+    """device_bench classify: top-k labels per image."""
     from device_bench import api
     from device_bench.views import render_classification
     result = api.classify(a.model, a.images, a.top_k, **_model_kwargs(a))
@@ -58,6 +60,7 @@ def cmd_classify(a):
 
 
 def cmd_evaluate(a):
+    """device_bench evaluate: accuracy on a labelled folder or CSV."""
     from device_bench import api
     from device_bench.views import render_evaluation
     result = api.evaluate(a.model, a.dataset, a.compare, **_model_kwargs(a))
@@ -76,6 +79,7 @@ def add_model_args(p):
 
 
 def build_parser():
+    """The argparse parser; the bench flags come from device_bench.options."""
     parser = argparse.ArgumentParser(prog="device_bench", description=(
         "edgekit's device side: benchmark a TFLite model or bundle, classify images, measure accuracy. "
         "Needs only numpy and a TFLite runtime (ai-edge-litert, or tflite-runtime)."))
@@ -101,6 +105,7 @@ def build_parser():
 
 
 def main(argv=None):
+    """Run one subcommand; errors become one line and a non-zero exit status."""
     a = build_parser().parse_args(argv)
     from device_bench import silence
     silence.VERBOSE = a.verbose

@@ -51,9 +51,11 @@ class _MemoryPoller(threading.Thread):
         self.stop = threading.Event()
 
     def sample(self):
+        """Take one reading of resident memory."""
         self.peak = max(self.peak, _status_mb("VmRSS") or 0.0)
 
     def run(self):
+        """Poll until stopped."""
         self.sample()
         while not self.stop.wait(POLL_SECONDS):
             self.sample()

@@ -23,6 +23,7 @@ def _cpuinfo():
 
 
 def cpu_model(info=None):
+    """The CPU's name for results, from whichever /proc/cpuinfo field this architecture fills in."""
     info = info if info is not None else _cpuinfo()
     for key in ("model name", "hardware", "cpu model", "processor"):
         if info.get(key) and not info[key].isdigit():
@@ -68,11 +69,13 @@ def _float(text):
 
 
 def frequency_mhz():
+    """Current CPU clock, sampled before and after a run so frequency changes can be flagged."""
     value = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
     return round(int(value) / 1000) if value and value.isdigit() else None
 
 
 def temperature_c():
+    """Hottest thermal zone, sampled before and after a run so thermal throttling can be flagged."""
     temps = []
     for zone in sorted(glob.glob("/sys/class/thermal/thermal_zone*/temp")):
         value = _read(zone)
@@ -82,6 +85,7 @@ def temperature_c():
 
 
 def collect(runtime=None):
+    """Record where a figure was measured (hardware, clocks, versions, emulation) so results compare."""
     import numpy
     info = _cpuinfo()
     emu = emulated(info)

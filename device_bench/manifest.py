@@ -83,12 +83,14 @@ class ModelRef:
 
     @property
     def name(self):
+        """A name for reports, even for a lone .tflite without a manifest (then its file name is used)."""
         if self.manifest:
             return self.manifest["name"]
         return os.path.splitext(os.path.basename(self.tflite_path))[0]
 
 
 def read_labels(path):
+    """Class names so predictions read as labels; an unreadable or empty file fails early with its path."""
     try:
         with open(path, encoding="utf-8") as f:
             labels = [line.rstrip("\n") for line in f]

@@ -82,6 +82,7 @@ _PARAM_DEFAULTS = {f.name: f.default for f in fields(BenchParams)}
 
 
 def option_default(opt):
+    """An option's default: BenchParams' own for its fields."""
     return _PARAM_DEFAULTS.get(opt.dest, opt.default)
 
 

@@ -40,12 +40,14 @@ class Predictor:
         return dequantize(y, scale, zero).reshape(-1)
 
     def load(self, image_path):
+        """Read an image as the model's input, refusing to guess pixel scaling that no manifest declares."""
         if self.preprocessing is None:
             raise EdgekitError(f"{self.ref.tflite_path}: no manifest says how to scale pixels; "
                                f"give --mean and --std (e.g. --mean 127.5 --std 127.5)")
         return load_input(image_path, self.input_shape, self.preprocessing)
 
     def label(self, index):
+        """A readable name for an output index, falling back to the index when no labels are known."""
         return self.ref.labels[index] if self.ref.labels else str(index)
 
 

@@ -14,6 +14,7 @@ class _Record:
     _optional = ("error", "target", "device")  # left out of the JSON when unset
 
     def to_dict(self):
+        """The JSON view, stamped with the schema version."""
         d = asdict(self)
         if d.get("error"):  # an error row carries only what is known
             d = {k: v for k, v in d.items() if v is not None}
@@ -23,11 +24,13 @@ class _Record:
 
     @classmethod
     def from_dict(cls, d):
+        """Read a record back from JSON, ignoring keys a newer writer added."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
     @property
     def ok(self):
+        """No error: the record holds real figures."""
         return not getattr(self, "error", None)
 
 
@@ -159,6 +162,7 @@ class ConvertResult(Mapping):
 
     @property
     def failed(self):
+        """The bundles that could not be made."""
         return [b for b in self.bundles if b.error]
 
     def to_dict(self):

@@ -16,11 +16,13 @@ from device_bench.silence import quiet_stderr
 
 @dataclass(frozen=True)
 class Runtime:
+    """Whichever TFLite runtime was found, behind one interface, with its name and version for results."""
     name: str
     version: str
     module: object  # the module holding Interpreter, load_delegate, OpResolverType
 
     def as_dict(self):
+        """The runtime's name and version for results; the module itself cannot be serialised."""
         return {"name": self.name, "version": self.version}
 
 
@@ -120,6 +122,7 @@ def open_interpreter(model_path, runtime, threads=1, xnnpack=True, delegate=None
 
 
 def describe_load_error(e, runtime):
+    """Explain why a model will not load (old runtime, not a TFLite file) instead of the raw error."""
     text = str(e)
     op = re.search(r"Didn't find op for builtin opcode '(\w+)' version '(\d+)'", text)
     if op:

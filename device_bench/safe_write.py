@@ -54,6 +54,7 @@ def write_text_atomic(path, text):
 
 
 def write_json_atomic(path, obj):
+    """Write ``obj`` as indented JSON atomically, so readers never see a half-written file."""
     write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 

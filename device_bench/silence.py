@@ -13,6 +13,7 @@ VERBOSE = False
 
 @contextlib.contextmanager
 def quiet_stderr():
+    """Silence native libraries' writes to fd 2 for the block, which Python logging cannot reach."""
     if VERBOSE:
         yield
         return

@@ -27,6 +27,7 @@ def runner_command():
 
 
 def error_row(model, params, message):
+    """A configuration that could not be measured, as a row the sweep keeps."""
     return BenchResult(model=os.path.basename(os.path.normpath(str(model))), path=os.path.abspath(str(model)),
                        threads=params.threads, xnnpack=params.xnnpack, error=message)
 

@@ -83,6 +83,7 @@ def render_bench(rows):
 
 
 def bench_warnings(rows):
+    """Each record's warnings, one line each, for stderr."""
     return [f"warning: {r['model']}: {w}" for r in rows for w in r.get("warnings") or []]
 
 

@@ -17,6 +17,7 @@ class EdgekitGroup(click.Group):
     """Turn every EdgekitError into one ``Error: ...`` line and exit status 1, in one place."""
 
     def invoke(self, ctx):
+        """Run the command; the user's mistakes become one line, never a traceback."""
         try:
             return super().invoke(ctx)
         except EdgekitError as e:
@@ -29,7 +30,7 @@ class EdgekitGroup(click.Group):
 
 @click.group(cls=EdgekitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--verbose", "-v", is_flag=True, help="Show TensorFlow's own start-up and log output.")
-@click.version_option(package_name="edgekit")
+@click.version_option(package_name="edgekit-tflite")
 def cli(verbose):
     """edgekit: take Keras image classifiers to phones and Raspberry Pis, and measure
     what each build costs on the device (size, multiply-adds, latency, memory, accuracy)."""
@@ -38,6 +39,7 @@ def cli(verbose):
 
 
 def echo_json(obj):
+    """--json output: indented, as every command prints it."""
     click.echo(json.dumps(obj, indent=2))
 
 
@@ -80,10 +82,12 @@ def build(name, alpha, size, classes, weights, output, force):
 
 
 def progress(message):
+    """Progress goes to stderr, so stdout stays clean for tables and JSON."""
     click.echo(message, err=True)
 
 
 def exit_if_failed(failed):
+    """Exit 1 when any row failed (its error was printed with the rest)."""
     if failed:
         sys.exit(1)
 
@@ -144,6 +148,7 @@ def _help(opt):
 
 
 def runtime_option(f):
+    """--runtime, with the name and help of its one definition in BENCH_OPTIONS."""
     opt = next(o for o in BENCH_OPTIONS if o.dest == "runtime")
     return click.option(opt.flag, opt.dest, type=click.Choice(RUNTIMES), help=_help(opt))(f)
 
@@ -184,6 +189,7 @@ def target_options(f):
 
 
 def read_target_options(targets, targets_file, ssh_config):
+    """The targets named by --target/--targets, or None to run here."""
     if not targets and not targets_file:
         return None
     from edgekit.targets import read_targets
@@ -347,6 +353,7 @@ def report(results, outdir, force):
 
 
 def main():
+    """The `edgekit` console script."""
     cli(prog_name="edgekit")
 
 

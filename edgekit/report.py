@@ -120,6 +120,7 @@ def render_table(rows):
 
 
 def render_markdown(runs, chart):
+    """report.md: per device, its environment, the table, the predictions and the commands to reproduce."""
     out = ["# edgekit report", "",
            "Accuracy against operations against model size against memory against inference time, in the manner "
            "of Bianco et al. 2018, measured on this device.", ""]

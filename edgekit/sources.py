@@ -21,6 +21,7 @@ def default_calibration():
 
 
 def is_model_path(source):
+    """A path to a model file or folder, rather than a zoo name."""
     source = os.fspath(source)
     return os.path.exists(source) or source.endswith(MODEL_FILE_SUFFIXES) or os.sep in source
 

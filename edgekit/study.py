@@ -26,6 +26,7 @@ class StudyResult:
     rows: list
 
     def to_dict(self):
+        """results.json's content."""
         return {"format": 1, "environment": self.environment, "meta": self.meta, "rows": self.rows}
 
 
@@ -39,10 +40,12 @@ class _StudyRun:
         self.notes, self.stages = [], []
 
     def note(self, text):
+        """A note for the report (a weights fallback, say), also shown as progress."""
         self.notes.append(text)
         self.progress(f"   {text}")
 
     def stage(self, model, name, t0, process_peak_rss_mb=None):
+        """Record how long a stage took and the memory it reached, for the report's cost table."""
         self.stages.append({"model": model, "stage": name, "seconds": round(time.time() - t0, 2),
                             "host_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                             "process_peak_rss_mb": process_peak_rss_mb})
@@ -67,6 +70,7 @@ class _StudyRun:
             return convert(label, self.study.precisions, self.bundles, weights="none", **kwargs)
 
     def model_rows(self, m):
+        """The rows of one model entry: one per precision, measured or with its error."""
         label = m.get("source") or m["name"]
         self.progress(f"== {label}: converting to {', '.join(self.study.precisions)}")
         t0 = time.time()
@@ -115,6 +119,7 @@ class _StudyRun:
         return out
 
     def accuracy(self, bundle, name):
+        """Predictions on the classify folder and top-1/top-5 on the evaluate folder, when given."""
         from device_bench import api
         out = {}
         if self.study.classify:

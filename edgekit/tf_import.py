@@ -7,6 +7,7 @@ from device_bench.silence import quiet_stderr  # noqa: F401  (re-exported for th
 
 
 def set_verbose(verbose):
+    """Apply --verbose: let TensorFlow's and native libraries' log output through instead of hiding it."""
     silence.VERBOSE = bool(verbose)
 
 

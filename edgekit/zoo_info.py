@@ -21,6 +21,7 @@ def describe_zoo():
 
 
 def build_to_file(name, output, alpha=None, size=None, classes=None, weights="none", force=False):
+    """Build a zoo model and save it as .keras for ``edgekit build``, checking the output path first."""
     check_output(output, force)
     if not str(output).endswith(".keras"):
         raise EdgekitError(f"output must end in .keras, got {output}")

@@ -59,7 +59,7 @@ def run_device(args, env, cwd=None, timeout=300):
 
 
 TINY_ZOO = [("squeezenet1_1", None, 64), ("mobilenet_v1", 0.25, 64), ("mobilenet_v2", 0.35, 64)]
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
+from device_bench.options import PRECISIONS  # noqa: E402
 
 
 @pytest.fixture(scope="session")

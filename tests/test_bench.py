@@ -41,6 +41,7 @@ def test_bench_fp32_and_int8_sweep_json_and_csv(tiny_bundles, blocked_env, tmp_p
 def test_no_xnnpack_takes_no_nodes_and_table_output(tiny_bundles, blocked_env):
     proc = run_device(["bench", tiny_bundles[("squeezenet1_1", "fp32")], "--no-xnnpack", *QUICK, "--json",
                        "--poll-memory"], blocked_env)
+    assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout)[0]
     assert row["xnnpack"] is False and row["delegated_nodes"] == 0
     assert row["memory_mb"]["peak_rss_polled_50ms"] > 0 and "may affect timing" in row["memory_mb"]["note"]

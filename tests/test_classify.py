@@ -10,7 +10,6 @@ from PIL import Image
 from conftest import DIGIT_MODELS, PRECISIONS, SAMPLES, run_device
 
 MODELS = [m[0] for m in DIGIT_MODELS]
-ACCURACY = {}
 
 
 def _evaluate(invoke, bundle, dataset, *extra):
@@ -26,7 +25,6 @@ def test_accuracy_per_precision_on_digits(invoke, digits, digit_models, name):
     for p, r in acc.items():
         assert r["count"] == 360 and set(r["per_class"]) == {str(i) for i in range(10)}
         size = (bundles[p] / "model.tflite").stat().st_size
-        ACCURACY[(name, p)] = (r["top1"], r["top5"], size)
         print(f"{name:14s} {p:13s} top-1 {r['top1']:.2%} top-5 {r['top5']:.2%} {size / 1e6:.2f} MB")
     fp32 = acc["fp32"]["top1"]
     assert fp32 >= 0.90

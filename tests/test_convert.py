@@ -191,10 +191,14 @@ def test_some_bad_calibration_files_are_named_and_skipped(invoke, tmp_path):
 
 
 def test_unwritable_output(invoke, tmp_path):
+    """The bundle's folder cannot be made (a file stands where its parent should be): a clean error
+    from the bundle writer, not click's own usage error."""
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    result = invoke("convert", "squeezenet1_1", "--size", "48", "-p", "fp32", "-o", blocker)
-    assert result.exit_code != 0 and "Traceback" not in result.output
+    result = invoke("convert", "squeezenet1_1", "--size", "48", "--classes", "3", "-p", "fp32", "-o", blocker / "out")
+    assert result.exit_code == 1, result.output
+    assert "cannot write" in result.output and "Not a directory" in result.output
+    assert "Traceback" not in result.output and blocker.read_text() == "x"
 
 
 def test_debug_layers_writes_csv(invoke, tmp_path):

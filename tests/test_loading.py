@@ -43,7 +43,10 @@ def test_lambda_layer_needs_unsafe(tmp_path):
     keras.Model(inp, keras.layers.Flatten()(out)).save(tmp_path / "lam.keras")
     with pytest.raises(EdgekitError, match="--unsafe"):
         load_keras_model(tmp_path / "lam.keras")
-    assert load_keras_model(tmp_path / "lam.keras", unsafe=True) is not None
+    import numpy as np
+    x = np.arange(8 * 8 * 3, dtype=np.float32).reshape(1, 8, 8, 3)
+    loaded = load_keras_model(tmp_path / "lam.keras", unsafe=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), 2.0 * x.reshape(1, -1))
 
 
 @pytest.mark.parametrize("content,needle", [(b"", "cannot load"), (b"not a zip at all", "cannot load")])

@@ -137,4 +137,4 @@ def test_bad_config_is_one_line(invoke, tmp_path):
     assert r.exit_code == 1 and "not valid TOML" in r.output
     bad.write_text('colour = "red"\n[[models]]\nname = "squeezenet1_1"\n')
     r = invoke("run", bad)
-    assert r.exit_code == 1 and "unknown setting colour" in r.output
+    assert r.exit_code == 1 and "unknown setting 'colour'" in r.output

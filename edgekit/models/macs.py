@@ -8,6 +8,7 @@ import math
 
 
 def count_macs(model):
+    """Multiply-adds per image, counted as the papers count them so figures compare with published ones."""
     from keras import layers
 
     total = 0

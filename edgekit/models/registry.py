@@ -12,6 +12,7 @@ from device_bench.errors import EdgekitError
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """What the zoo knows about one model, so arguments can be checked before TensorFlow is imported."""
     name: str
     family: str
     default_size: int
@@ -27,6 +28,7 @@ class ModelSpec:
 
     @property
     def has_imagenet_weights(self):
+        """Whether ``--weights imagenet`` can work: only Keras-provided models have ImageNet weights."""
         return self.weights.startswith("keras")
 
 
@@ -44,11 +46,13 @@ def register_model(spec):
 
 
 def list_models():
+    """All registered model names, sorted, so callers can enumerate the zoo."""
     _load_builders()
     return sorted(_REGISTRY)
 
 
 def get_spec(name):
+    """Look up a model's spec, suggesting close matches on failure so a typo is easy to fix."""
     _load_builders()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.4)

@@ -7,6 +7,7 @@ from edgekit.tf_import import import_tf, quiet_stderr
 
 
 def build_with_weights(spec, alpha, size, classes, weights):
+    """Build a zoo model with its weights, turning download and load failures into actionable errors."""
     _, keras = import_tf()
     local = weights not in ("none", "imagenet")
     if local and not os.path.isfile(weights):

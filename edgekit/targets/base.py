@@ -52,6 +52,7 @@ class Target:
         raise NotImplementedError
 
     def describe_failure(self, proc):
+        """One line on why a command failed on this target."""
         err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         return (err[-1] if err else f"exit status {proc.returncode}")[:400]
 

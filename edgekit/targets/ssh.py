@@ -36,6 +36,7 @@ class SshTarget(Target):
             self.user, self.host, self.port = None, self.spec, None
 
     def ssh_args(self):
+        """ssh in batch mode with timeouts and keep-alives: a dead board fails fast instead of hanging."""
         args = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
                 "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-T"]
         if self.ssh_config:
