@@ -1,15 +1,19 @@
-"""Writing a bundle folder atomically, with the manifest and labels also embedded in the .tflite."""
+"""Writing a bundle folder atomically. Its model.tflite carries the standard TFLite Metadata (what
+MediaPipe Tasks, the Task Library and Android Studio read, with the labels packed in) and edgekit's
+manifest, so a lone model file still says what it is."""
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
+import warnings
 
-import numpy as np
-
+from device_bench import __version__
 from device_bench import manifest as mf
 from device_bench.errors import EdgekitError
 from device_bench.safe_write import refuse_existing, write_json_atomic
+from device_bench.tflite_metadata import write_classifier_metadata
 
 
 def sha256_of(path):
@@ -24,32 +28,45 @@ def sha256_of(path):
     return h.hexdigest()
 
 
-def embed_metadata(tflite_bytes, entries):
-    """Return the model with {name: bytes} added to its Model.metadata list (replacing same names)."""
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-        from ai_edge_litert.tools import flatbuffer_utils as fbu
-    except ImportError:
-        from tensorflow.lite.python import schema_py_generated as schema
-        from tensorflow.lite.tools import flatbuffer_utils as fbu
-    model = fbu.convert_bytearray_to_object(bytearray(tflite_bytes))
-    model.metadata = [m for m in (model.metadata or []) if m.name.decode() not in entries]
-    for name, data in entries.items():
-        buf = schema.BufferT()
-        buf.data = np.frombuffer(data, dtype=np.uint8)
-        model.buffers.append(buf)
-        meta = schema.MetadataT()
-        meta.name = name
-        meta.buffer = len(model.buffers) - 1
-        model.metadata.append(meta)
-    return bytes(fbu.convert_object_to_bytearray(model))
+def _normalization(prep):
+    """NormalizationOptions for the metadata: one value when every channel shares it, as MediaPipe needs."""
+    mean, std = prep["mean"], prep["std"]
+    if len(set(mean)) == 1 and len(set(std)) == 1:
+        return mean[:1], std[:1]
+    return mean, std
 
 
-def write_bundle(folder, tflite_bytes, manifest, labels=None, force=False):
+def model_file(tflite_bytes, manifest, labels=None, warn=None):
+    """The model.tflite bytes: standard metadata, packed labels and the manifest, whose file_size
+    field is the size of these very bytes. Returns (bytes, manifest with the final file_size)."""
+    # The file size is part of the manifest, and the manifest is inside the file: embed a
+    # fixed-width placeholder, then patch the final size into it (JSON allows trailing spaces).
+    manifest = dict(manifest, file_size=0, labels=mf.LABELS_NAME if labels else None)
+    placeholder = b'"file_size": 0' + b" " * 20
+    text = json.dumps(manifest, sort_keys=True).encode().replace(b'"file_size": 0', placeholder, 1)
+    mean, std = _normalization(manifest["input"]["preprocessing"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = write_classifier_metadata(
+            tflite_bytes, name=manifest["name"], version=__version__, author=f"edgekit {__version__}",
+            description=f"{manifest['name']}: an image classifier ({manifest['precision']}) built by edgekit "
+                        f"{__version__}; input {'x'.join(map(str, manifest['input']['shape'][1:]))} "
+                        f"{manifest['input']['dtype']}", mean=mean, std=std, labels=labels,
+            entries={mf.META_MANIFEST: text})
+    for w in caught:
+        (warn or print)(f"{manifest['name']}: {w.message}")
+    if data.count(placeholder) != 1:
+        raise EdgekitError(f"{manifest['name']}: could not place the manifest in the model file")
+    manifest["file_size"] = len(data)
+    return data.replace(placeholder, f'"file_size": {len(data)}'.encode().ljust(len(placeholder))), manifest
+
+
+def write_bundle(folder, tflite_bytes, manifest, labels=None, force=False, warn=None):
     """Write NAME/{model.tflite, edgekit.json, labels.txt} via a temporary folder and a rename."""
-    import json
     folder = os.path.abspath(folder)
     refuse_existing(folder, force)
+    data, manifest = model_file(tflite_bytes, manifest, labels, warn)
+    mf.validate_manifest(manifest, f"{folder} (manifest being written)")
     parent = os.path.dirname(folder)
     try:
         os.makedirs(parent, exist_ok=True)
@@ -57,35 +74,14 @@ def write_bundle(folder, tflite_bytes, manifest, labels=None, force=False):
     except OSError as e:
         raise EdgekitError(f"cannot write {folder}: {e.strerror or e}") from None
     try:
-        labels_text = "\n".join(labels) + "\n" if labels else None
-        # The file size is part of the manifest, and the manifest is inside the file: embed a
-        # fixed-width placeholder, then patch the final size into it (JSON allows trailing spaces).
-        manifest = dict(manifest, file_size=0, labels=mf.LABELS_NAME if labels else None)
-        placeholder = b'"file_size": 0' + b" " * 20
-        text = json.dumps(manifest, sort_keys=True).encode().replace(b'"file_size": 0', placeholder, 1)
-        entries = {mf.META_MANIFEST: text}
-        if labels_text:
-            entries[mf.META_LABELS] = labels_text.encode()
-        data = embed_metadata(tflite_bytes, entries)
-        if data.count(placeholder) != 1:
-            raise EdgekitError(f"{folder}: could not place the manifest in the model file")
-        manifest["file_size"] = len(data)
-        data = data.replace(placeholder, f'"file_size": {len(data)}'.encode().ljust(len(placeholder)))
-        mf.validate_manifest(manifest, f"{folder} (manifest being written)")
         with open(os.path.join(tmp, mf.MODEL_NAME), "wb") as f:
             f.write(data)
         write_json_atomic(os.path.join(tmp, mf.MANIFEST_NAME), manifest)
-        if labels_text:
+        if labels:
             with open(os.path.join(tmp, mf.LABELS_NAME), "w", encoding="utf-8") as f:
-                f.write(labels_text)
+                f.write("\n".join(labels) + "\n")
         os.chmod(tmp, 0o755)
-        if os.path.exists(folder):
-            old = folder + f".old{os.getpid()}"
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
+        _replace(tmp, folder)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise EdgekitError(f"cannot write {folder}: {e.strerror or e}") from None
@@ -93,3 +89,14 @@ def write_bundle(folder, tflite_bytes, manifest, labels=None, force=False):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _replace(tmp, folder):
+    """Move the finished folder into place; an old bundle is removed only after the new one is in."""
+    if os.path.exists(folder):
+        old = folder + f".old{os.getpid()}"
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, folder)

@@ -10,7 +10,7 @@ import re
 import numpy as np
 
 from device_bench.errors import EdgekitError
-from device_bench.options import IO_TYPES, PRECISIONS
+from device_bench.options import DEFAULT_IO, IO_TYPES, PRECISIONS
 
 _VARIABLE_OPS = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"}
 
@@ -25,7 +25,7 @@ def export_saved_model(model, path):
                  input_signature=[keras.InputSpec(shape=(1, *shape[1:]), dtype="float32")])
 
 
-def convert(saved_model_dir, precision, representative=None, io="int8", allow_tf_ops=False):
+def convert(saved_model_dir, precision, representative=None, io=DEFAULT_IO, allow_tf_ops=False):
     """Convert a SavedModel to .tflite bytes at ``precision``; ``representative`` yields float batches."""
     import tensorflow as tf
 

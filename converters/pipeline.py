@@ -19,7 +19,7 @@ from device_bench import __version__
 from device_bench.errors import EdgekitError
 from device_bench.images import list_images, load_input
 from device_bench.manifest import FORMAT, MANIFEST_NAME, ModelRef
-from device_bench.options import DEFAULT_CALIBRATION_COUNT, PRECISIONS
+from device_bench.options import DEFAULT_CALIBRATION_COUNT, DEFAULT_IO, PRECISIONS
 from device_bench.predict import Predictor
 from device_bench.records import Bundle
 from device_bench.safe_write import refuse_existing
@@ -48,7 +48,7 @@ class ConvertSettings:
     outdir: str = "."
     calibration_dir: str = None
     calibration_count: int = DEFAULT_CALIBRATION_COUNT
-    io: str = "int8"
+    io: str = DEFAULT_IO
     allow_tf_ops: bool = False
     eval_dir: str = None
     check_fidelity: bool = True
@@ -62,6 +62,23 @@ class ConvertSettings:
         return {"io": self.io if int8 else None, "allow_tf_ops": self.allow_tf_ops,
                 "calibration_count": self.calibration_count,
                 "calibration": _folder_digest(self.calibration_dir) if int8 else None}
+
+
+def bundle_name(name, precision, io=DEFAULT_IO):
+    """NAME_PRECISION, plus the I/O type of an int8 build when it is not the default: builds never collide."""
+    return f"{name}_{precision}" + (f"_{io}io" if precision == "int8" and io != DEFAULT_IO else "")
+
+
+def calibration_anchor(batch, preprocessing):
+    """A copy of ``batch`` holding the pixels 0 and 255: calibrated with it, the input's quantization
+    spans the whole pixel range, so a uint8 input takes raw pixels as phone apps feed them."""
+    anchor = np.array(batch, np.float32, copy=True)
+    channels = anchor.shape[-1]
+    mean = np.asarray(preprocessing["mean"][:channels], np.float32)
+    std = np.asarray(preprocessing["std"][:channels], np.float32)
+    anchor[0, 0, 0, :] = (0.0 - mean) / std
+    anchor[0, 0, -1, :] = (255.0 - mean) / std
+    return anchor
 
 
 def settings_hash(source_sha256, precision, preprocessing, settings):
@@ -90,7 +107,7 @@ def plan(info, settings, progress=print):
     for p in settings.precisions:
         if p not in PRECISIONS:
             raise EdgekitError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
-    targets = {p: (os.path.join(settings.outdir, f"{info.name}_{p}"),
+    targets = {p: (os.path.join(settings.outdir, bundle_name(info.name, p, settings.io)),
                    settings_hash(info.source["sha256"], p, info.preprocessing, settings.hashed(p)))
                for p in settings.precisions}
     kept, todo = [], []
@@ -145,6 +162,9 @@ class _Conversion:
         self.progress(f"{self.info.name}: {len(batches)} calibration images")
         return batches
 
+    def _representative(self):
+        return iter(self.calibration + [calibration_anchor(self.calibration[0], self.info.preprocessing)])
+
     def __enter__(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="edgekit-convert-")
         self.saved = os.path.join(self.tmp.name, "saved_model")
@@ -167,14 +187,15 @@ class _Conversion:
         self.progress(f"{name} {p}: converting")
         t0 = time.perf_counter()
         with quiet_stderr():
-            data = convert(self.saved, p, representative=(lambda: iter(self.calibration)) if p == "int8" else None,
+            data = convert(self.saved, p, representative=self._representative if p == "int8" else None,
                            io=s.io, allow_tf_ops=s.allow_tf_ops)
         seconds = time.perf_counter() - t0
         interp = self._verified(data, p)
         fid = self._fidelity(interp)
         folder = self.targets[p][0]
         manifest = self.manifest(p, interp, fid, seconds)
-        written = write_bundle(folder, data, manifest, self.info.labels, force=True)
+        written = write_bundle(folder, data, manifest, self.info.labels, force=True,
+                               warn=lambda m: self.progress(f"warning: {m}"))
         bundle = Bundle(precision=p, path=folder, file_size=written["file_size"], fidelity=fid,
                         conversion_seconds=manifest["conversion_seconds"])
         if p == "int8" and s.debug_layers:
@@ -194,7 +215,7 @@ class _Conversion:
         info, classes = self.info, int(self.model.output_shape[-1])
         float_io = {"dtype": "float32", "scale": None, "zero_point": None}
         return {
-            "format": FORMAT, "name": f"{info.name}_{precision}", "precision": precision, "source": info.source,
+            "format": FORMAT, "name": bundle_name(info.name, precision, self.settings.io), "precision": precision, "source": info.source,
             "input": dict(tensor_record(interp.input) if interp else dict(float_io, shape=self.input_shape),
                           preprocessing=info.preprocessing),
             "output": tensor_record(interp.output) if interp else dict(float_io, shape=[1, classes]),

@@ -11,12 +11,12 @@ __version__ = "0.1.0"
 
 from device_bench.errors import EdgekitError  # noqa: E402,F401
 
-__all__ = ["EdgekitError", "__version__", "benchmark", "classify", "evaluate"]
+__all__ = ["EdgekitError", "__version__", "benchmark", "classify", "evaluate", "inspect"]
 
 
 def __getattr__(name):
     """The API functions, imported on first use so that `import device_bench` stays instant."""
-    if name in ("benchmark", "classify", "evaluate"):
+    if name in ("benchmark", "classify", "evaluate", "inspect"):
         from device_bench import api
         return getattr(api, name)
     raise AttributeError(f"module 'device_bench' has no attribute {name!r}")

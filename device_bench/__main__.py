@@ -68,6 +68,15 @@ def cmd_evaluate(a):
     return _failed([result])
 
 
+def cmd_inspect(a):
+    """device_bench inspect: what a device sees in the model file."""
+    from device_bench import api
+    from device_bench.views import render_inspection
+    result = api.inspect(a.model, a.runtime)
+    _print_json(result) if a.json else print(render_inspection(result))
+    return 0
+
+
 def add_model_args(p):
     """What classify and evaluate share: the model and how to read it."""
     p.add_argument("model", help="bundle folder or .tflite file")
@@ -101,6 +110,10 @@ def build_parser():
     add_model_args(evaluate)
     evaluate.add_argument("dataset", help="a folder with one subfolder per class, or a CSV of path,label")
     evaluate.add_argument("--compare", help="a second bundle: report top-1 agreement with it")
+    inspect = sub.add_parser("inspect", help="tensors, standard metadata, manifest, ops and what XNNPACK takes")
+    inspect.add_argument("model", help="bundle folder or .tflite file")
+    inspect.add_argument("--runtime", choices=RUNTIMES)
+    inspect.add_argument("--json", action="store_true")
     return parser
 
 
@@ -110,7 +123,8 @@ def main(argv=None):
     from device_bench import silence
     silence.VERBOSE = a.verbose
     try:
-        return {"bench": cmd_bench, "classify": cmd_classify, "evaluate": cmd_evaluate}[a.command](a)
+        return {"bench": cmd_bench, "classify": cmd_classify, "evaluate": cmd_evaluate,
+                "inspect": cmd_inspect}[a.command](a)
     except EdgekitError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1

@@ -41,6 +41,12 @@ def classify(model, images, top_k=None, labels=None, mean=None, std=None, runtim
     return run(_predictor(model, labels, mean, std, runtime), _paths(images), top_k)
 
 
+def inspect(model, runtime=None):
+    """What a device sees in a bundle or .tflite: tensors, standard metadata, manifest, ops, XNNPACK."""
+    from device_bench.inspect import inspect_model
+    return inspect_model(os.fspath(model), runtime)
+
+
 def evaluate(model, dataset, compare=None, labels=None, mean=None, std=None, runtime=None):
     """Top-1/top-5 of ``model`` on class folders or a CSV; top-1 agreement with ``compare`` if given."""
     from device_bench.evaluate import evaluate as run

@@ -97,7 +97,7 @@ def _score_one(predictor, compare, path, truth, tally):
     hit = int(order[0]) == truth
     tally["top1"] += hit
     tally["top5"] += truth in order[:5]
-    stats = tally["per_class"].setdefault(predictor.label(truth), [0, 0])
+    stats = tally["per_class"].setdefault(predictor.label(truth) or str(truth), [0, 0])
     stats[0] += hit
     stats[1] += 1
     if compare is not None:

@@ -1,5 +1,6 @@
-"""The bundle contract: edgekit.json, labels.txt and model.tflite, plus the same manifest and labels
-embedded in the .tflite file's own metadata list, so a lone model file still carries them.
+"""The bundle contract: edgekit.json, labels.txt and model.tflite. The model file carries the same
+manifest (a Model.metadata entry) and labels (packed, as the standard TFLite Metadata has them), so a
+lone model file still says what it is.
 
 Owned by the device floor; the converters write manifests through this module only.
 """
@@ -15,7 +16,6 @@ MANIFEST_NAME = "edgekit.json"
 MODEL_NAME = "model.tflite"
 LABELS_NAME = "labels.txt"
 META_MANIFEST = "edgekit_manifest"
-META_LABELS = "edgekit_labels"
 DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32")
 
 # field -> (types, required); dotted names are nested
@@ -93,7 +93,7 @@ def read_labels(path):
     """Class names so predictions read as labels; an unreadable or empty file fails early with its path."""
     try:
         with open(path, encoding="utf-8") as f:
-            labels = [line.rstrip("\n") for line in f]
+            labels = [line.rstrip("\r\n") for line in f]
     except (OSError, UnicodeDecodeError) as e:
         raise EdgekitError(f"{path}: cannot read labels ({e})") from None
     while labels and not labels[-1]:
@@ -131,8 +131,8 @@ def read_bundle(path):
             manifest = validate_manifest(json.loads(meta[META_MANIFEST]), f"{path} (embedded manifest)")
         except ValueError as e:
             raise EdgekitError(f"{path}: embedded manifest is not JSON ({e})") from None
-    if META_LABELS in meta:
-        labels = [l for l in meta[META_LABELS].decode("utf-8").split("\n") if l] or None
+    if LABELS_NAME in meta:
+        labels = [l for l in meta[LABELS_NAME].decode("utf-8", "replace").split("\n") if l] or None
     return ModelRef(path, manifest, labels, "embedded" if manifest else None)
 
 
@@ -149,7 +149,8 @@ def tflite_schema():
 
 
 def read_embedded(path):
-    """The .tflite file's metadata entries as {name: bytes}; {} when none or no reader is available."""
+    """{META_MANIFEST: bytes, LABELS_NAME: bytes}, as far as the .tflite file carries them: the manifest
+    entry when a flatbuffer reader is installed, the labels from the packed files (stdlib zipfile)."""
     try:
         with open(path, "rb") as f:
             buf = f.read()
@@ -157,17 +158,27 @@ def read_embedded(path):
         raise EdgekitError(f"{path}: cannot read ({e})") from None
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise EdgekitError(f"{path}: not a TFLite model (no TFL3 identifier)")
+    out = _packed_labels(buf)
     schema = tflite_schema()
     if schema is None:
-        return {}
+        return out
     try:
         model = schema.Model.GetRootAs(buf, 0)
-        out = {}
         for i in range(model.MetadataLength()):
             entry = model.Metadata(i)
-            name = (entry.Name() or b"").decode("utf-8", "replace")
-            if name in (META_MANIFEST, META_LABELS):
-                out[name] = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+            if (entry.Name() or b"").decode("utf-8", "replace") == META_MANIFEST:
+                out[META_MANIFEST] = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
         return out
     except Exception as e:  # a damaged flatbuffer can fail in many ways
         raise EdgekitError(f"{path}: damaged TFLite model, cannot read its metadata ({e})") from None
+
+
+def _packed_labels(buf):
+    """{LABELS_NAME: bytes} from the zip packed after the flatbuffer, or {}."""
+    import io
+    import zipfile
+    try:
+        with zipfile.ZipFile(io.BytesIO(buf)) as z:
+            return {LABELS_NAME: z.read(LABELS_NAME)} if LABELS_NAME in z.namelist() else {}
+    except (zipfile.BadZipFile, ValueError, OSError, KeyError):
+        return {}

@@ -11,7 +11,8 @@ from device_bench.errors import EdgekitError
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 RUNTIMES = ("litert", "tflite-runtime", "tensorflow")
-IO_TYPES = ("int8", "uint8", "float32")
+IO_TYPES = ("uint8", "int8", "float32")  # of an int8 build's input and output; uint8 is what phone apps feed
+DEFAULT_IO = "uint8"
 PREPROCESSING_MODES = ("tf", "torch", "caffe")
 DEFAULT_CALIBRATION_COUNT = 200
 

@@ -48,7 +48,7 @@ class Predictor:
 
     def label(self, index):
         """A readable name for an output index, falling back to the index when no labels are known."""
-        return self.ref.labels[index] if self.ref.labels else str(index)
+        return self.ref.labels[index] if self.ref.labels else None
 
 
 def preprocessing_override(mean=None, std=None, mode=None, crop_fraction=None):

@@ -139,7 +139,13 @@ def _first_line(e):
 
 
 def delegated_nodes(interpreter):
-    """(nodes taken by delegates, total nodes of the original graph), or (None, None) if unknown.
+    """(nodes taken by delegates, total nodes of the original graph), or (None, None) if unknown."""
+    ops = delegation(interpreter)
+    return (None, None) if ops is None else (sum(o["delegated"] for o in ops), len(ops))
+
+
+def delegation(interpreter):
+    """The original graph's nodes as [{"index", "op", "delegated"}], or None if the runtime cannot say.
 
     The interpreter lists the original nodes plus one DELEGATE node per partition; a partition is
     everything between its DELEGATE node's input and output tensors.
@@ -147,7 +153,7 @@ def delegated_nodes(interpreter):
     try:
         ops = interpreter._get_ops_details()
     except Exception:
-        return None, None
+        return None
     original = [o for o in ops if o["op_name"] != "DELEGATE"]
     producer = {t: o["index"] for o in original for t in o["outputs"]}
     by_index = {o["index"]: o for o in original}
@@ -162,4 +168,4 @@ def delegated_nodes(interpreter):
                 continue
             taken.add(n)
             stack.extend(by_index[n]["inputs"])
-    return len(taken), len(original)
+    return [{"index": o["index"], "op": o["op_name"], "delegated": o["index"] in taken} for o in original]

@@ -96,7 +96,8 @@ def render_classification(items):
             lines.append(f"{where}{r['image'] + ': ' if r.get('image') else ''}error: {r['error']}")
             continue
         lines.append(f"{where}{r['image']}")
-        lines += [f"  {p['score']:7.2%}  {p['label']}  ({p['index']})" for p in r["predictions"]]
+        lines += [f"  {p['score']:7.2%}  {p['label']}  ({p['index']})" if p["label"] is not None
+                  else f"  {p['score']:7.2%}  class {p['index']}" for p in r["predictions"]]
     return "\n".join(lines)
 
 
@@ -111,4 +112,48 @@ def render_evaluation(r):
         lines.append(f"top-1 agreement with {r['compare']['model']}: {r['compare']['top1_agreement']:.2%}")
     lines += [f"  {c['accuracy']:7.2%}  {name}  ({c['count']} images)" for name, c in r["per_class"].items()]
     lines += [f"error: {e['error']}" for e in r.get("errors") or []]
+    return "\n".join(lines)
+
+
+def _tensor_line(t):
+    q = t["quantization"]
+    return (f"  {t['name']}: {t['dtype']} {t['shape']}"
+            + (f", scale {q['scale']:.6g}, zero point {q['zero_point']}" if q else ""))
+
+
+def render_inspection(d):
+    """`inspect` as text: what an app or a board will see in the model file."""
+    lines = [f"{d['model_file']}  ({d['file_size'] / 1e6:.2f} MB, read with {d['runtime']['name']} "
+             f"{d['runtime']['version']})", "inputs:"]
+    lines += [_tensor_line(t) for t in d["inputs"]] + ["outputs:"] + [_tensor_line(t) for t in d["outputs"]]
+    lines.append(f"signatures: {d['signatures'] or 'none'}")
+    meta = d["standard_metadata"]
+    if not meta:
+        lines.append("standard TFLite Metadata: none (MediaPipe Tasks and Android Studio need it)")
+    elif "unreadable" in meta:
+        lines.append(f"standard TFLite Metadata: present, but {meta['unreadable']}")
+    else:
+        inp, out = meta.get("input") or {}, meta.get("output") or {}
+        lines += [f"standard TFLite Metadata: {meta['name']} v{meta['version']} by {meta['author']} "
+                  f"(parser {meta['min_parser_version']})",
+                  f"  {meta['description']}",
+                  f"  input {inp.get('name')}: {inp.get('color_space')}, mean {inp.get('mean')}, std {inp.get('std')}, "
+                  f"range {inp.get('min')}..{inp.get('max')}",
+                  f"  output {out.get('name')}: files "
+                  + (", ".join(f"{f['name']} ({f['type']})" for f in out.get("associated_files") or []) or "none"),
+                  f"  packed files: " + (", ".join(f"{k} ({v} bytes)" for k, v in meta["packed_files"].items())
+                                         or "none")]
+    m = d["manifest"]
+    if m:
+        prep = m["input"]["preprocessing"]
+        lines.append(f"edgekit manifest: {m['name']}, {m['precision']}, preprocessing {prep.get('mode')} "
+                     f"(mean {prep['mean']}, std {prep['std']}, {prep['color_order']})"
+                     + (f", folded from {prep['folded']['mode']}" if prep.get("folded") else "")
+                     + (f", {m.get('params'):,} parameters, {m.get('macs') / 1e6:.1f}M multiply-adds"
+                        if m.get("params") and m.get("macs") else ""))
+    else:
+        lines.append("edgekit manifest: none")
+    lines.append(f"labels: {d['labels'] or 'none'}")
+    lines.append(f"ops ({d['delegated_nodes']}/{d['total_nodes']} nodes taken by XNNPACK):")
+    lines += [f"  {op:28s} {n:4d}  XNNPACK {d['xnnpack_ops'].get(op, 0)}" for op, n in d["ops"].items()]
     return "\n".join(lines)

@@ -13,19 +13,21 @@ import os
 
 from device_bench import api as device
 from device_bench.errors import EdgekitError
-from device_bench.options import DEFAULT_CALIBRATION_COUNT, BenchParams
+from device_bench.options import DEFAULT_CALIBRATION_COUNT, DEFAULT_IO, BenchParams
 from device_bench.records import BenchResult, EvalResult, ImagePrediction, Predictions
 from edgekit.study import run_study  # noqa: F401  (part of the API)
 
 
 def convert(model, precisions=("fp32",), outdir=".", *, alpha=None, size=None, classes=None, weights="none",
             mean=None, std=None, preprocessing=None, crop=None, labels=None, calibration=None,
-            calibration_count=DEFAULT_CALIBRATION_COUNT, io="int8", eval_dir=None, allow_tf_ops=False,
-            debug_layers=False, unsafe=False, force=False, reuse=False, progress=None):
+            calibration_count=DEFAULT_CALIBRATION_COUNT, io=DEFAULT_IO, eval_dir=None, fold_preprocessing=None,
+            allow_tf_ops=False, debug_layers=False, unsafe=False, force=False, reuse=False, progress=None):
     """Convert a keras.Model, a model file or a zoo name to one bundle per precision.
 
-    Keyword names follow `edgekit convert`'s options. Returns a ConvertResult: a mapping from precision
-    to Bundle (a failed precision is a Bundle with ``error`` set; the others are still written)."""
+    Keyword names follow `edgekit convert`'s options. ``fold_preprocessing`` (default: on for zoo models)
+    makes the model take raw RGB pixels, its normalization the graph's first op. Returns a ConvertResult:
+    a mapping from precision to Bundle (a failed precision is a Bundle with ``error`` set; the others
+    are still written)."""
     from converters.pipeline import ConvertSettings, convert_model
     from device_bench.records import ConvertResult
     from edgekit.sources import default_calibration, load_source
@@ -47,6 +49,12 @@ def convert(model, precisions=("fp32",), outdir=".", *, alpha=None, size=None, c
     keras_model, info = load_source(model, alpha=alpha, size=size, classes=classes, weights=weights, unsafe=unsafe,
                                     mean=mean, std=std, preprocessing=preprocessing, crop_fraction=crop,
                                     labels=labels)
+    if fold_preprocessing if fold_preprocessing is not None else info.source["kind"] == "zoo":
+        from converters.folding import fold_preprocessing as fold
+        keras_model, info.preprocessing = fold(keras_model, info.preprocessing)
+    elif len(set(info.preprocessing["mean"])) > 1 or len(set(info.preprocessing["std"])) > 1:
+        progress(f"warning: {info.name}: per-channel normalization without --fold-preprocessing: MediaPipe "
+                 f"Tasks will refuse these bundles' float inputs")
     settings = ConvertSettings(precisions=precisions, outdir=outdir, calibration_dir=calibration,
                                calibration_count=calibration_count, io=io, allow_tf_ops=allow_tf_ops,
                                eval_dir=eval_dir, debug_layers=debug_layers, force=force, reuse=reuse)
@@ -90,6 +98,11 @@ def classify(model, images, top_k=None, *, labels=None, mean=None, std=None, run
                                progress or (lambda m: None), labels=labels, mean=mean, std=std, runtime=runtime)
     return Predictions(model=os.path.basename(os.path.normpath(os.fspath(model))),
                        items=[ImagePrediction.from_dict({"image": None, **r}) for r in rows])
+
+
+def inspect(model, runtime=None):
+    """What a phone app or a board will see in a bundle or .tflite (device-side dependencies only)."""
+    return device.inspect(model, runtime)
 
 
 def evaluate(model, dataset, compare=None, *, labels=None, mean=None, std=None, runtime=None, target=None,

@@ -10,7 +10,8 @@ import sys
 import click
 
 from device_bench.errors import EdgekitError
-from device_bench.options import BENCH_OPTIONS, DEFAULT_CALIBRATION_COUNT, IO_TYPES, PRECISIONS, PREPROCESSING_MODES, RUNTIMES, option_default
+from device_bench.options import (BENCH_OPTIONS, DEFAULT_CALIBRATION_COUNT, DEFAULT_IO, IO_TYPES, PRECISIONS,
+                                  PREPROCESSING_MODES, RUNTIMES, option_default)
 
 
 class EdgekitGroup(click.Group):
@@ -107,8 +108,11 @@ def exit_if_failed(failed):
 @click.option("--calibration", type=click.Path(), help="int8 calibration images (default: sample_images/).")
 @click.option("--calibration-count", default=DEFAULT_CALIBRATION_COUNT, show_default=True,
               help="At most this many images.")
-@click.option("--io", default="int8", show_default=True, type=click.Choice(IO_TYPES),
-              help="Input and output type of an int8 bundle.")
+@click.option("--io", default=DEFAULT_IO, show_default=True, type=click.Choice(IO_TYPES),
+              help="Input and output type of an int8 bundle (uint8: raw pixels, as phone apps feed them).")
+@click.option("--fold-preprocessing/--no-fold-preprocessing", default=None,
+              help="Make the model take raw RGB pixels, its normalization the first op of the graph "
+                   "(default: on for zoo models).")
 @click.option("--eval", "eval_dir", type=click.Path(), help="Images for the fidelity check (default: calibration).")
 @click.option("--allow-tf-ops", is_flag=True, help="Allow TensorFlow ops (the device then needs TensorFlow).")
 @click.option("--debug-layers", is_flag=True, help="Per-layer int8 error with TF's QuantizationDebugger.")
@@ -256,6 +260,9 @@ def classify(model, images, top_k, as_json, **options):
     from edgekit import api
     result = api.classify(model, images, top_k, **_read_kwargs(**options))
     items = [i.to_dict() for i in result]
+    if any(p["label"] is None for i in items for p in i.get("predictions") or []):
+        progress(f"note: {model} has no labels, so classes are shown by index "
+                 f"(edgekit convert --labels FILE puts them in the bundle)")
     click.echo(json.dumps(items, indent=2) if as_json else render_classification(items))
     exit_if_failed(not result.ok)
 
@@ -278,6 +285,19 @@ def evaluate(model, dataset, compare, as_json, **options):
     else:
         click.echo("\n".join(render_evaluation(r.to_dict()) for r in results))
     exit_if_failed(any(not r.ok for r in results))
+
+
+@cli.command()
+@click.argument("model")
+@runtime_option
+@click.option("--json", "as_json", is_flag=True)
+def inspect(model, runtime, as_json):
+    """What a phone app or a board will see in MODEL (a bundle or .tflite): tensors, standard metadata,
+    edgekit's manifest, the op histogram and the ops XNNPACK takes."""
+    from device_bench.views import render_inspection
+    from edgekit import api
+    result = api.inspect(model, runtime)
+    click.echo(json.dumps(result, indent=2) if as_json else render_inspection(result))
 
 
 @cli.command()

@@ -74,9 +74,13 @@ def _from_model(source, unsafe):
 
 
 def _check_image_input(model, size, where):
+    """An image classifier: one [N, H, W, 1 or 3] input of a fixed size, one [N, classes] output."""
     shape = model.input_shape
-    if isinstance(shape, list) or len(shape) != 4:
-        raise EdgekitError(f"{where}: expected one image input [N, H, W, C], got {shape}")
+    if isinstance(shape, list) or len(shape) != 4 or shape[-1] not in (1, 3):
+        raise EdgekitError(f"{where}: expected one image input [N, H, W, C] with 1 or 3 channels, got {shape}")
+    out = model.output_shape
+    if isinstance(out, list) or len(out) != 2:
+        raise EdgekitError(f"{where}: expected one class-score output [N, classes], got {out}")
     if None in shape[1:3]:
         raise EdgekitError(f"{where}: the model's input has no fixed size {shape}; rebuild it with one")
     if size is not None and size != shape[1]:
@@ -103,11 +107,15 @@ def _from_zoo(source, build, crop_fraction, seed):
 
 
 def labels_for(labels_file, spec, model, weights):
-    """Class names: the user's file, else ImageNet's for ImageNet weights, else None."""
-    if labels_file:
-        labels = read_labels(labels_file)
+    """Class names: the user's file (or list), else ImageNet's for ImageNet weights, else None."""
+    if labels_file is not None:
+        where = labels_file if isinstance(labels_file, (str, os.PathLike)) else "labels"
+        labels = read_labels(labels_file) if where is labels_file else [str(l) for l in labels_file]
         if len(labels) != model.output_shape[-1]:
-            raise EdgekitError(f"{labels_file}: {len(labels)} labels for a model with {model.output_shape[-1]} outputs")
+            raise EdgekitError(f"{where}: {len(labels)} labels for a model with {model.output_shape[-1]} outputs")
+        bad = next((i for i, l in enumerate(labels) if "\n" in l or "\r" in l or not l.strip()), None)
+        if bad is not None:
+            raise EdgekitError(f"{where}: label {bad + 1} is empty or holds a line break: {labels[bad]!r}")
         return labels
     if spec is not None and model.output_shape[-1] == 1000 and weights == "imagenet":
         from edgekit.imagenet import imagenet_labels

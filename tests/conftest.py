@@ -89,7 +89,9 @@ def tiny_bundles(runner, cli, tmp_path_factory, tiny_labels):
     return made
 
 
-DIGIT_MODELS = [("squeezenet1_1", None, 20, 1e-3), ("mobilenet_v2", 0.35, 15, 2e-3), ("mobilenet_v1", 0.5, 20, 2e-3)]
+# name, alpha, epochs, learning rate, preprocessing (SqueezeNet: torch's per-channel normalization)
+DIGIT_MODELS = [("squeezenet1_1", None, 20, 1e-3, "torch"), ("mobilenet_v2", 0.35, 15, 2e-3, "tf"),
+                ("mobilenet_v1", 0.5, 20, 2e-3, "tf")]
 
 
 @pytest.fixture(scope="session")
@@ -105,28 +107,28 @@ def digits(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def digit_models(digits, runner, cli):
-    """Small SqueezeNet 1.1 and MobileNetV2 trained on the digits, converted at every precision
-    (and int8 with uint8 and float32 I/O) through the CLI, calibrated on training images."""
+    """Small SqueezeNet 1.1, MobileNetV2 and MobileNet V1 trained on the digits, converted through the CLI
+    with their normalization folded in, at every precision (int8 with uint8 I/O, the default; also int8
+    and float32 I/O as "int8-int8", "int8-float32"), calibrated on training images."""
     import json
     import digits as d
     from device_bench.images import make_preprocessing
-    prep = make_preprocessing("tf")
     out = {}
-    for name, alpha, epochs, lr in DIGIT_MODELS:
-        model = d.train(name, alpha, digits["train"], prep, epochs, lr)
+    for name, alpha, epochs, lr, mode in DIGIT_MODELS:
+        model = d.train(name, alpha, digits["train"], make_preprocessing(mode), epochs, lr)
         path = digits["root"] / f"{name}.keras"
         model.save(path)
-        base = ["convert", path, "--preprocessing", "tf", "--labels", digits["labels"], "--calibration",
-                digits["train"], "--calibration-count", 200, "--eval", digits["test"], "--json"]
+        base = ["convert", path, "--preprocessing", mode, "--fold-preprocessing", "--labels", digits["labels"],
+                "--calibration", digits["train"], "--calibration-count", 200, "--eval", digits["test"], "--json"]
         bundles = {}
-        for io, precisions, folder in (("int8", PRECISIONS, "bundles"), ("uint8", ["int8"], "uint8"),
-                                       ("float32", ["int8"], "float32")):
+        for io, precisions, folder in (("uint8", PRECISIONS, "bundles"), ("int8", ["int8"], "int8io"),
+                                       ("float32", ["int8"], "float32io")):
             args = base + ["--io", io, "-o", digits["root"] / folder]
             for p in precisions:
                 args += ["-p", p]
             result = runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
             assert result.exit_code == 0, result.output
             for b in json.loads(result.stdout)["bundles"]:
-                bundles[b["precision"] if io == "int8" else f"int8-{io}"] = Path(b["bundle"])
-        out[name] = {"keras": model, "path": path, "bundles": bundles}
+                bundles[b["precision"] if io == "uint8" else f"int8-{io}"] = Path(b["bundle"])
+        out[name] = {"keras": model, "path": path, "bundles": bundles, "preprocessing": mode}
     return out

@@ -31,7 +31,7 @@ def test_bench_fp32_and_int8_sweep_json_and_csv(tiny_bundles, blocked_env, tmp_p
         assert 0 < r["delegated_nodes"] <= r["total_nodes"]
         env = r["environment"]
         assert env["arch"] and env["cores"] and env["python"] and env["numpy"] and env["emulated"] is False
-    assert rows[2]["input_dtype"] == "int8"
+    assert rows[2]["input_dtype"] == "uint8"
     with open(out_csv) as f:
         table = list(csv.DictReader(f))
     assert [int(t["threads"]) for t in table] == [1, 2, 1, 2]

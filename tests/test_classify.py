@@ -21,7 +21,7 @@ def _evaluate(invoke, bundle, dataset, *extra):
 @pytest.mark.parametrize("name", MODELS)
 def test_accuracy_per_precision_on_digits(invoke, digits, digit_models, name):
     bundles = digit_models[name]["bundles"]
-    acc = {p: _evaluate(invoke, bundles[p], digits["test"]) for p in [*PRECISIONS, "int8-uint8", "int8-float32"]}
+    acc = {p: _evaluate(invoke, bundles[p], digits["test"]) for p in [*PRECISIONS, "int8-int8", "int8-float32"]}
     for p, r in acc.items():
         assert r["count"] == 360 and set(r["per_class"]) == {str(i) for i in range(10)}
         size = (bundles[p] / "model.tflite").stat().st_size
@@ -29,7 +29,7 @@ def test_accuracy_per_precision_on_digits(invoke, digits, digit_models, name):
     fp32 = acc["fp32"]["top1"]
     assert fp32 >= 0.90
     assert abs(acc["fp16"]["top1"] - fp32) <= 0.002
-    for p in ("int8", "int8-uint8", "int8-float32"):
+    for p in ("int8", "int8-int8", "int8-float32"):
         assert abs(acc[p]["top1"] - fp32) <= 0.01, p
     assert acc["fp32"]["top5"] >= acc["fp32"]["top1"]
 
@@ -38,7 +38,7 @@ def test_accuracy_per_precision_on_digits(invoke, digits, digit_models, name):
 def test_fp32_agrees_with_keras(invoke, digits, digit_models, name):
     import digits as d
     from device_bench.images import make_preprocessing
-    x, _ = d.load_split(digits["test"], make_preprocessing("tf"))
+    x, _ = d.load_split(digits["test"], make_preprocessing(digit_models[name]["preprocessing"]))
     keras_top1 = digit_models[name]["keras"].predict(x, verbose=0).argmax(1)
     result = invoke("classify", digit_models[name]["bundles"]["fp32"], digits["test"], "--top-k", "1", "--json")
     assert result.exit_code == 0
@@ -54,7 +54,7 @@ def test_compare_reports_agreement(invoke, digits, digit_models):
 
 
 def test_device_side_evaluate_and_classify_without_tensorflow(digits, digit_models, blocked_env, invoke):
-    bundle = digit_models["squeezenet1_1"]["bundles"]["int8-uint8"]
+    bundle = digit_models["squeezenet1_1"]["bundles"]["int8-int8"]
     proc = run_device(["evaluate", bundle, digits["test"], "--json"], blocked_env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["top1"] == _evaluate(invoke, bundle, digits["test"])["top1"]

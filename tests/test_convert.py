@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import PRECISIONS, SAMPLES, TINY_ZOO
-from device_bench.manifest import META_LABELS, META_MANIFEST, read_bundle, read_embedded, validate_manifest
+from device_bench.manifest import LABELS_NAME, META_MANIFEST, read_bundle, read_embedded, validate_manifest
 
 
 @pytest.mark.parametrize("name", [m[0] for m in TINY_ZOO])
@@ -21,13 +21,15 @@ def test_bundle_loads_runs_and_carries_its_manifest(tiny_bundles, name, precisio
     assert (folder / "labels.txt").read_text().splitlines()[3] == "class 3"
     embedded = read_embedded(folder / "model.tflite")
     assert json.loads(embedded[META_MANIFEST]) == manifest
-    assert embedded[META_LABELS].decode() == (folder / "labels.txt").read_text()
+    assert embedded[LABELS_NAME].decode() == (folder / "labels.txt").read_text()
     it = Interpreter(model_path=str(folder / "model.tflite"))
     it.allocate_tensors()
     inp = it.get_input_details()[0]
     assert list(inp["shape"]) == [1, 64, 64, 3] == manifest["input"]["shape"]
     assert np.dtype(inp["dtype"]).name == manifest["input"]["dtype"]
-    assert manifest["input"]["dtype"] == ("int8" if precision == "int8" else "float32")
+    assert manifest["input"]["dtype"] == ("uint8" if precision == "int8" else "float32")
+    assert inp["name"] == "image" and it.get_output_details()[0]["name"] == "probabilities"
+    assert manifest["input"]["preprocessing"]["mode"] == "folded"  # zoo models take raw pixels
     it.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))
     it.invoke()
     out = it.get_tensor(it.get_output_details()[0]["index"])
@@ -74,15 +76,15 @@ def test_user_model_io_and_preprocessing(invoke, tmp_path):
     src = tmp_path / "mine.keras"
     none = invoke("convert", src, "-p", "fp32", "-o", tmp_path / "o")
     assert none.exit_code == 1 and "--mean and --std" in none.output
-    for io in ("uint8", "float32"):
+    for io in ("int8", "float32"):
         r = invoke("convert", src, "-p", "int8", "--io", io, "--mean", "0", "--std", "255",
                    "-o", tmp_path / io, "--json")
         assert r.exit_code == 0, r.output
-        m = json.loads((tmp_path / io / "mine_int8" / "edgekit.json").read_text())
+        m = json.loads((tmp_path / io / f"mine_int8_{io}io" / "edgekit.json").read_text())
         assert m["input"]["dtype"] == io and m["output"]["dtype"] == io
         assert m["input"]["preprocessing"]["std"] == [255.0] * 3
         assert m["source"]["kind"] == "file" and len(m["source"]["sha256"]) == 64
-    again = invoke("convert", src, "-p", "int8", "--mean", "0", "--std", "255", "-o", tmp_path / "uint8")
+    again = invoke("convert", src, "-p", "int8", "--io", "int8", "--mean", "0", "--std", "255", "-o", tmp_path / "int8")
     assert again.exit_code == 1 and "--force" in again.output
     wrong = invoke("convert", src, "-p", "fp32", "--mean", "0", "--std", "255", "--size", "64", "-o", tmp_path / "w")
     assert wrong.exit_code == 1 and "got --size 64" in wrong.output
