@@ -26,9 +26,17 @@ $(TFRT)/.installed:
 	-$(PYTHON) -m venv $(TFRT) && $(TFRT)/bin/python -m pip install -q -c constraints-tflite-runtime.txt \
 		tflite-runtime numpy pillow && touch $@
 
+# MediaPipe Tasks (what phone apps load bundles with) and tflite-support's metadata reader, in a venv
+# of their own; tflite-support's native part needs libusb (best effort: without it that check is skipped).
+MP := .venv-mediapipe
+$(MP)/.installed:
+	-dpkg -s libusb-1.0-0 >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq libusb-1.0-0) >/dev/null 2>&1
+	-$(PYTHON) -m venv $(MP) && $(MP)/bin/python -m pip install -q -c constraints-mediapipe.txt \
+		mediapipe tflite-support pillow && touch $@
+
 # The remote-device tests need an emulated aarch64 board: set up here (best effort, needs root),
 # torn down afterwards; without it those tests are skipped with the reason.
-test: $(STAMP) $(TFRT)/.installed
+test: $(STAMP) $(TFRT)/.installed $(MP)/.installed
 	PYTHON=$(PY) sh tests/board/board.sh up .board; \
 	EDGEKIT_BOARD_DIR=$(CURDIR)/.board $(PY) -m pytest -q; status=$$?; \
 	sh tests/board/board.sh down .board; exit $$status
