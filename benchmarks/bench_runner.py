@@ -26,7 +26,8 @@ from ai_edge_litert.interpreter import Interpreter
 it = Interpreter(model_path=sys.argv[1], num_threads=1)
 it.allocate_tensors()
 d = it.get_input_details()[0]
-it.set_tensor(d["index"], np.random.default_rng(0).integers(-128, 128, d["shape"], dtype=np.int8))
+n = int(np.prod(d["shape"])) * np.dtype(d["dtype"]).itemsize
+it.set_tensor(d["index"], np.frombuffer(np.random.default_rng(0).bytes(n), d["dtype"]).reshape(d["shape"]))
 for _ in range(int(sys.argv[3])):
     it.invoke()
 ms = []
