@@ -66,6 +66,7 @@ def write_bundle(folder, tflite_bytes, manifest, labels=None, force=False, warn=
     folder = os.path.abspath(folder)
     refuse_existing(folder, force)
     data, manifest = model_file(tflite_bytes, manifest, labels, warn)
+    manifest["model_sha256"] = hashlib.sha256(data).hexdigest()  # edgekit.json only: checked on every load
     mf.validate_manifest(manifest, f"{folder} (manifest being written)")
     parent = os.path.dirname(folder)
     try:

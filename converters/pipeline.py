@@ -169,8 +169,16 @@ class _Conversion:
         self.tmp = tempfile.TemporaryDirectory(prefix="edgekit-convert-")
         self.saved = os.path.join(self.tmp.name, "saved_model")
         self.progress(f"{self.info.name}: exporting SavedModel with input {self.input_shape}")
-        with quiet_stderr():
-            export_saved_model(self.model, self.saved)
+        try:
+            with quiet_stderr():
+                export_saved_model(self.model, self.saved)
+        except EdgekitError:
+            self.tmp.cleanup()
+            raise
+        except Exception as e:  # TensorFlow's own failures: a full disk, an op it cannot trace
+            self.tmp.cleanup()
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise EdgekitError(f"{self.info.name}: cannot export the model for conversion ({first})") from None
         # The Keras reference runs in a thread while the converter works on the SavedModel (both
         # spend their time in C++ with the GIL released), so the fidelity check adds little wall time.
         self.pool = ThreadPoolExecutor(1)
@@ -178,7 +186,7 @@ class _Conversion:
         return self
 
     def __exit__(self, *exc):
-        self.pool.shutdown()
+        self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)  # an interrupt does not wait
         self.tmp.cleanup()
 
     def one(self, p):

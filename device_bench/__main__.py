@@ -9,7 +9,7 @@ import json
 import sys
 
 from device_bench.errors import EdgekitError
-from device_bench.options import RUNTIMES, add_argparse_options
+from device_bench.options import OPEN_OPTIONS, add_argparse_options
 
 
 def _print_json(obj):
@@ -46,7 +46,7 @@ def cmd_bench(a):
 def _model_kwargs(a):
     from device_bench.images import parse_floats
     return {"labels": a.labels, "mean": parse_floats(a.mean, "mean"), "std": parse_floats(a.std, "std"),
-            "runtime": a.runtime}
+            **{k: getattr(a, k) for k in OPEN_OPTIONS}}
 
 
 def cmd_classify(a):
@@ -72,7 +72,7 @@ def cmd_inspect(a):
     """device_bench inspect: what a device sees in the model file."""
     from device_bench import api
     from device_bench.views import render_inspection
-    result = api.inspect(a.model, a.runtime)
+    result = api.inspect(a.model, **{k: getattr(a, k) for k in OPEN_OPTIONS})
     _print_json(result) if a.json else print(render_inspection(result))
     return 0
 
@@ -83,7 +83,7 @@ def add_model_args(p):
     p.add_argument("--labels", help="class names, one per line (overrides the bundle's)")
     p.add_argument("--mean", help="pixel mean for a bare .tflite: it sees (pixel - mean) / std")
     p.add_argument("--std", help="pixel std for a bare .tflite")
-    p.add_argument("--runtime", choices=RUNTIMES)
+    add_argparse_options(p, only=OPEN_OPTIONS)
     p.add_argument("--json", action="store_true")
 
 
@@ -112,13 +112,15 @@ def build_parser():
     evaluate.add_argument("--compare", help="a second bundle: report top-1 agreement with it")
     inspect = sub.add_parser("inspect", help="tensors, standard metadata, manifest, ops and what XNNPACK takes")
     inspect.add_argument("model", help="bundle folder or .tflite file")
-    inspect.add_argument("--runtime", choices=RUNTIMES)
+    add_argparse_options(inspect, only=OPEN_OPTIONS)
     inspect.add_argument("--json", action="store_true")
     return parser
 
 
 def main(argv=None):
     """Run one subcommand; errors become one line and a non-zero exit status."""
+    from device_bench import interrupts
+    interrupts.install()
     a = build_parser().parse_args(argv)
     from device_bench import silence
     silence.VERBOSE = a.verbose

@@ -28,28 +28,30 @@ def benchmark(models, threads=(1,), params=None, cooldown=0.0, isolate=True, pro
     return run_sweep(_paths(models), params, threads, cooldown, isolate=isolate, progress=progress)
 
 
-def _predictor(model, labels=None, mean=None, std=None, runtime=None):
+def _predictor(model, labels=None, mean=None, std=None, runtime=None, verify=True, max_memory_mb=None):
     from device_bench.predict import open_predictor, preprocessing_override
     from device_bench.runtime import resolve_runtime
     return open_predictor(os.fspath(model), labels=labels, preprocessing=preprocessing_override(mean, std),
-                          runtime=resolve_runtime(runtime))
+                          runtime=resolve_runtime(runtime), verify=verify, max_memory_mb=max_memory_mb)
 
 
-def classify(model, images, top_k=None, labels=None, mean=None, std=None, runtime=None):
-    """Top-k labels for image files or folders. Returns Predictions (per-image errors included)."""
+def classify(model, images, top_k=None, labels=None, mean=None, std=None, **open_options):
+    """Top-k labels for image files or folders. Returns Predictions (per-image errors included).
+
+    ``open_options``: runtime, verify (the bundle's sha256 check), max_memory_mb."""
     from device_bench.classify import classify as run
-    return run(_predictor(model, labels, mean, std, runtime), _paths(images), top_k)
+    return run(_predictor(model, labels, mean, std, **open_options), _paths(images), top_k)
 
 
-def inspect(model, runtime=None):
+def inspect(model, runtime=None, verify=True, max_memory_mb=None):
     """What a device sees in a bundle or .tflite: tensors, standard metadata, manifest, ops, XNNPACK."""
     from device_bench.inspect import inspect_model
-    return inspect_model(os.fspath(model), runtime)
+    return inspect_model(os.fspath(model), runtime, verify, max_memory_mb)
 
 
-def evaluate(model, dataset, compare=None, labels=None, mean=None, std=None, runtime=None):
+def evaluate(model, dataset, compare=None, labels=None, mean=None, std=None, **open_options):
     """Top-1/top-5 of ``model`` on class folders or a CSV; top-1 agreement with ``compare`` if given."""
     from device_bench.evaluate import evaluate as run
-    predictor = _predictor(model, labels, mean, std, runtime)
-    other = _predictor(compare, labels, mean, std, runtime) if compare is not None else None
+    predictor = _predictor(model, labels, mean, std, **open_options)
+    other = _predictor(compare, labels, mean, std, **open_options) if compare is not None else None
     return run(predictor, os.fspath(dataset), other)

@@ -17,7 +17,7 @@ import numpy as np
 from device_bench import environment
 from device_bench.errors import EdgekitError
 from device_bench.images import load_input, quantize
-from device_bench.manifest import read_bundle
+from device_bench.manifest import check_tensors, read_bundle
 from device_bench.options import BenchParams
 from device_bench.records import BenchResult
 from device_bench.runtime import delegated_nodes, open_interpreter, resolve_runtime
@@ -123,7 +123,7 @@ def timed_runs(invoke, params, warnings):
 def run_benchmark(model, params=BenchParams()):
     """Benchmark one model with one configuration, in this process. Returns a BenchResult."""
     params.validate()
-    ref = read_bundle(model)
+    ref = read_bundle(model, verify=params.verify)
     runtime = resolve_runtime(params.runtime)
     env_before = environment.collect(runtime)
     warnings = []
@@ -132,10 +132,14 @@ def run_benchmark(model, params=BenchParams()):
     if poller:
         poller.start()
     t0 = time.perf_counter()
-    interpreter = open_interpreter(ref.tflite_path, runtime, params.threads, params.xnnpack, params.delegate)
+    interpreter = open_interpreter(ref.tflite_path, runtime, params.threads, params.xnnpack, params.delegate,
+                                   params.max_memory_mb)
     init_ms = (time.perf_counter() - t0) * 1e3
     memory["rss_after_init"] = _status_mb("VmRSS")
     inputs = interpreter.get_input_details()
+    if not inputs or not interpreter.get_output_details():
+        raise EdgekitError(f"{ref.tflite_path}: the model has no input or no output tensor")
+    check_tensors(ref, inputs[0], interpreter.get_output_details()[0])
     if len(inputs) != 1:
         warnings.append("the model has several inputs; only the first is fed")
     interpreter.set_tensor(inputs[0]["index"], make_input(inputs[0], ref, params.input))

@@ -31,19 +31,20 @@ def read_dataset(dataset, labels):
         return None
 
     items, unknown = [], set()
-    if os.path.isfile(dataset):
+    if not os.path.isdir(dataset):
         base = os.path.dirname(os.path.abspath(dataset))
-        with open(dataset, newline="", encoding="utf-8") as f:
-            for row in csv.reader(f):
-                if len(row) < 2 or row[0].strip().lower() in ("image", "path", "file", "filename"):
-                    continue
-                idx = index_of(row[1].strip())
-                if idx is None:
-                    unknown.add(row[1].strip())
-                else:
-                    items.append((os.path.join(base, row[0].strip()), idx))
+        for path, name in _csv_rows(dataset):
+            idx = index_of(name)
+            if idx is None:
+                unknown.add(name)
+            else:
+                items.append((os.path.join(base, path), idx))
     else:
-        classes = sorted(d for d in os.listdir(dataset) if os.path.isdir(os.path.join(dataset, d)))
+        try:
+            entries = os.listdir(dataset)
+        except OSError as e:
+            raise EdgekitError(f"{dataset}: cannot read this folder ({e.strerror})") from None
+        classes = sorted(d for d in entries if os.path.isdir(os.path.join(dataset, d)))
         if not classes:
             raise EdgekitError(f"{dataset}: no class folders inside (expected one subfolder per class, named "
                                f"after the labels)")
@@ -62,6 +63,20 @@ def read_dataset(dataset, labels):
     if not items:
         raise EdgekitError(f"{dataset}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")
     return items
+
+
+def _csv_rows(path):
+    """(image path, class name) from a CSV of path,label; a header row is skipped."""
+    from device_bench.manifest import read_regular
+    try:
+        text = read_regular(path, 64 << 20, "dataset CSV").decode("utf-8")
+        rows = list(csv.reader(text.splitlines()))
+    except UnicodeDecodeError as e:
+        raise EdgekitError(f"{path}: the dataset CSV is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except csv.Error as e:
+        raise EdgekitError(f"{path}: not a readable CSV of path,label ({e})") from None
+    return [(r[0].strip(), r[1].strip()) for r in rows
+            if len(r) >= 2 and r[0].strip().lower() not in ("image", "path", "file", "filename")]
 
 
 def evaluate(predictor, dataset, compare=None):

@@ -4,6 +4,7 @@ One implementation on the device floor, so that int8 calibration and on-device c
 exactly the same pixels.
 """
 
+import math
 import os
 import warnings
 
@@ -50,13 +51,21 @@ def parse_floats(text, what):
     if text is None:
         return None
     try:
-        return [float(v) for v in str(text).replace(",", " ").split()]
+        values = [float(v) for v in str(text).replace(",", " ").split()]
     except ValueError:
         raise EdgekitError(f"--{what} takes numbers separated by commas, got {text!r}") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise EdgekitError(f"--{what} takes finite numbers separated by commas, got {text!r}")
+    return values
 
 
 def _per_channel(value, what):
-    values = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+    try:
+        values = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+    except (TypeError, ValueError):
+        raise EdgekitError(f"--{what} takes one number or three, got {value!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise EdgekitError(f"--{what} takes finite numbers, got {values}")
     if len(values) == 1:
         values *= 3
     if len(values) != 3:
@@ -65,12 +74,13 @@ def _per_channel(value, what):
 
 
 def list_images(paths):
-    """Expand files and folders (walked recursively, in sorted order) into image paths."""
+    """Expand files and folders (walked recursively, in sorted order) into image paths. A folder that
+    cannot be read stays in the list, so that loading it becomes that item's error, not a silent gap."""
     out = []
     for path in paths:
         path = os.fspath(path)
         if os.path.isdir(path):
-            for root, dirs, files in os.walk(path):
+            for root, dirs, files in os.walk(path, onerror=lambda e: out.append(e.filename)):
                 dirs.sort()
                 out += [os.path.join(root, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)]
         else:
@@ -84,12 +94,17 @@ def load_image(path, channels=3):
     Honours EXIF orientation, takes the first frame of an animation, flattens transparency onto
     white and maps 16-bit and float images to 8 bits. Raises EdgekitError naming the file.
     """
-    from PIL import Image, ImageOps
-
+    Image, ImageOps = pillow()
     if not os.path.exists(path):
         raise EdgekitError(f"{path}: no such file")
     if os.path.isdir(path):
+        try:
+            os.listdir(path)
+        except OSError as e:
+            raise EdgekitError(f"{path}: cannot read this folder ({e.strerror})") from None
         raise EdgekitError(f"{path}: is a folder, not an image")
+    if not os.path.isfile(path):
+        raise EdgekitError(f"{path}: not a regular file")
     if os.path.getsize(path) == 0:
         raise EdgekitError(f"{path}: empty file")
     try:
@@ -108,8 +123,17 @@ def load_image(path, channels=3):
         raise EdgekitError(f"{path}: corrupt or truncated image ({e})") from None
 
 
+def pillow():
+    """Pillow's Image and ImageOps; a device without Pillow is told how to get it."""
+    try:
+        from PIL import Image, ImageOps
+    except ImportError:
+        raise EdgekitError("reading images needs Pillow: pip install pillow") from None
+    return Image, ImageOps
+
+
 def _to_8bit(im, channels):
-    from PIL import Image
+    Image, _ = pillow()
 
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         arr = np.asarray(im, dtype=np.float64)
@@ -124,7 +148,7 @@ def _to_8bit(im, channels):
 
 def preprocess(image, height, width, prep):
     """Centre-crop, resize and normalise a Pillow image into a float32 HxWxC array."""
-    from PIL import Image
+    Image, _ = pillow()
 
     w, h = image.size
     frac = prep.get("crop_fraction", 1.0)

@@ -33,13 +33,13 @@ def _standard_metadata(data, path):
     return meta
 
 
-def inspect_model(model, runtime=None):
+def inspect_model(model, runtime=None, verify=True, max_memory_mb=None):
     """A dict describing a bundle folder or .tflite file as a device's runtime loads it."""
-    ref = read_bundle(model)
+    ref = read_bundle(model, verify=verify)
     with open(ref.tflite_path, "rb") as f:
         data = f.read()
     rt = resolve_runtime(runtime)
-    interpreter = open_interpreter(ref.tflite_path, rt)
+    interpreter = open_interpreter(ref.tflite_path, rt, max_memory_mb=max_memory_mb)
     nodes = delegation(interpreter) or []
     return {
         "path": os.path.abspath(os.fspath(model)), "model_file": ref.tflite_path, "file_size": len(data),

@@ -6,7 +6,9 @@ Owned by the device floor; the converters write manifests through this module on
 """
 
 import json
+import math
 import os
+import stat
 
 from device_bench.errors import EdgekitError
 from device_bench.options import PRECISIONS
@@ -17,36 +19,78 @@ MODEL_NAME = "model.tflite"
 LABELS_NAME = "labels.txt"
 META_MANIFEST = "edgekit_manifest"
 DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32")
+RESIZE_METHODS = ("bilinear", "bicubic", "nearest")
 
-# field -> (types, required); dotted names are nested
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few KB; refuse what could only be garbage
+MAX_LABELS_BYTES = 16 << 20
+MAX_MODEL_BYTES = 4 << 30
+MAX_SIDE = 1 << 15  # pixels; larger inputs are refused before any allocation
+
+
+def _number(finite=True, nonzero=False):
+    def check(v):
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (math.isfinite(v) or not finite)
+        return ok and (v != 0 or not nonzero)
+    return check
+
+
+def _int(lo, hi):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _one_of(*choices):
+    return lambda v: isinstance(v, str) and v in choices
+
+
+def _numbers(nonzero=False):
+    return lambda v: isinstance(v, list) and len(v) in (1, 3) and all(_number(nonzero=nonzero)(x) for x in v)
+
+
+def _shape(rank):
+    return lambda v: (isinstance(v, list) and (rank is None or len(v) == rank) and 0 < len(v) <= 8
+                      and all(_int(1, MAX_SIDE)(x) for x in v))
+
+
+def _optional(check):
+    return lambda v: v is None or check(v)
+
+
+# field -> (check, what it must be, required); dotted names are nested
 _SCHEMA = {
-    "format": (int, True),
-    "name": (str, True),
-    "precision": (str, True),
-    "source": (dict, True),
-    "source.sha256": (str, True),
-    "input": (dict, True),
-    "input.shape": (list, True),
-    "input.dtype": (str, True),
-    "input.preprocessing": (dict, True),
-    "input.preprocessing.mean": (list, True),
-    "input.preprocessing.std": (list, True),
-    "input.preprocessing.color_order": (str, True),
-    "output": (dict, True),
-    "output.shape": (list, True),
-    "output.dtype": (str, True),
-    "file_size": (int, True),
-    "params": (int, False),
-    "macs": (int, False),
-    "versions": (dict, True),
+    "format": (_int(FORMAT, FORMAT), f"{FORMAT} (the format this edgekit reads)", True),
+    "name": (lambda v: isinstance(v, str) and 0 < len(v) <= 512, "a name", True),
+    "precision": (_one_of(*PRECISIONS), "one of " + ", ".join(PRECISIONS), True),
+    "source": (lambda v: isinstance(v, dict), "an object", True),
+    "source.sha256": (lambda v: isinstance(v, str), "a string", True),
+    "input": (lambda v: isinstance(v, dict), "an object", True),
+    "input.shape": (_shape(4), "[1, H, W, C] of positive integers", True),
+    "input.dtype": (_one_of(*DTYPES), "a tensor type", True),
+    "input.scale": (_optional(_number()), "a finite number or null", False),
+    "input.zero_point": (_optional(_int(-(1 << 31), 1 << 31)), "an integer or null", False),
+    "input.preprocessing": (lambda v: isinstance(v, dict), "an object", True),
+    "input.preprocessing.mean": (_numbers(), "1 or 3 finite numbers", True),
+    "input.preprocessing.std": (_numbers(nonzero=True), "1 or 3 finite, non-zero numbers", True),
+    "input.preprocessing.color_order": (_one_of("RGB", "BGR"), "RGB or BGR", True),
+    "input.preprocessing.resize": (_one_of(*RESIZE_METHODS), "one of " + ", ".join(RESIZE_METHODS), False),
+    "input.preprocessing.crop_fraction": (lambda v: _number()(v) and 0.1 <= v <= 1, "a number in [0.1, 1]", False),
+    "output": (lambda v: isinstance(v, dict), "an object", True),
+    "output.shape": (_shape(None), "a shape of positive integers", True),
+    "output.dtype": (_one_of(*DTYPES), "a tensor type", True),
+    "output.scale": (_optional(_number()), "a finite number or null", False),
+    "output.zero_point": (_optional(_int(-(1 << 31), 1 << 31)), "an integer or null", False),
+    "file_size": (_int(0, 1 << 40), "a size in bytes", True),
+    "model_sha256": (lambda v: isinstance(v, str) and len(v) == 64, "a sha256 hex digest", False),
+    "params": (_optional(_int(0, 1 << 40)), "a count", False),
+    "macs": (_optional(_int(0, 1 << 50)), "a count", False),
+    "versions": (lambda v: isinstance(v, dict), "an object", True),
 }
 
 
 def validate_manifest(m, where="manifest"):
-    """Check a manifest dict, raising EdgekitError that names the bad field."""
+    """Check every field's type and range, raising EdgekitError that names the bad field."""
     if not isinstance(m, dict):
         raise EdgekitError(f"{where}: expected a JSON object, got {type(m).__name__}")
-    for field, (types, required) in _SCHEMA.items():
+    for field, (check, what, required) in _SCHEMA.items():
         value, present = m, True
         for part in field.split("."):
             if isinstance(value, dict) and part in value:
@@ -58,18 +102,14 @@ def validate_manifest(m, where="manifest"):
             if required:
                 raise EdgekitError(f"{where}: missing field '{field}'")
             continue
-        if not isinstance(value, types) or (types is int and isinstance(value, bool)):
-            raise EdgekitError(f"{where}: field '{field}' should be {types.__name__}, got {value!r}")
-    if m["format"] != FORMAT:
-        raise EdgekitError(f"{where}: field 'format' is {m['format']}, this edgekit reads format {FORMAT}")
-    if m["precision"] not in PRECISIONS:
-        raise EdgekitError(f"{where}: field 'precision' must be one of {', '.join(PRECISIONS)}, got {m['precision']!r}")
-    for side in ("input", "output"):
-        if m[side]["dtype"] not in DTYPES:
-            raise EdgekitError(f"{where}: field '{side}.dtype' is not a tensor type: {m[side]['dtype']!r}")
-    if len(m["input"]["shape"]) != 4:
-        raise EdgekitError(f"{where}: field 'input.shape' must be [1, H, W, C], got {m['input']['shape']}")
+        if not check(value):
+            raise EdgekitError(f"{where}: field '{field}' must be {what}, got {_short(value)}")
     return m
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class ModelRef:
@@ -89,13 +129,30 @@ class ModelRef:
         return os.path.splitext(os.path.basename(self.tflite_path))[0]
 
 
+def read_regular(path, limit, what):
+    """The bytes of a regular file of at most ``limit`` bytes: a FIFO, a device (/dev/zero) or a huge
+    file is refused by name instead of hanging or filling memory."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise EdgekitError(f"{path}: {what} is not a regular file")
+        if st.st_size > limit:
+            raise EdgekitError(f"{path}: {what} is {st.st_size:,} bytes, more than the {limit:,} allowed")
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise EdgekitError(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    if len(data) > limit:
+        raise EdgekitError(f"{path}: {what} is more than the {limit:,} bytes allowed")
+    return data
+
+
 def read_labels(path):
     """Class names so predictions read as labels; an unreadable or empty file fails early with its path."""
     try:
-        with open(path, encoding="utf-8") as f:
-            labels = [line.rstrip("\r\n") for line in f]
-    except (OSError, UnicodeDecodeError) as e:
-        raise EdgekitError(f"{path}: cannot read labels ({e})") from None
+        labels = read_regular(path, MAX_LABELS_BYTES, "labels file").decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise EdgekitError(f"{path}: labels file is not UTF-8 text ({e})") from None
     while labels and not labels[-1]:
         labels.pop()
     if not labels:
@@ -103,37 +160,70 @@ def read_labels(path):
     return labels
 
 
-def read_bundle(path):
-    """Open a bundle folder or a lone .tflite (with or without embedded metadata)."""
+def parse_manifest(data, where):
+    """A validated manifest from JSON bytes; EdgekitError for anything else, however deep or odd."""
+    try:
+        manifest = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise EdgekitError(f"{where}: unreadable manifest ({str(e)[:200]})") from None
+    return validate_manifest(manifest, where)
+
+
+def read_bundle(path, verify=True):
+    """Open a bundle folder or a lone .tflite (with or without embedded metadata).
+
+    A bundle's model.tflite must match the sha256 its manifest records (``verify=False`` skips that)."""
     path = os.fspath(path)
     if os.path.isdir(path):
         manifest_path = os.path.join(path, MANIFEST_NAME)
         model_path = os.path.join(path, MODEL_NAME)
-        if not os.path.exists(model_path):
-            raise EdgekitError(f"{path}: not a bundle (no {MODEL_NAME} inside)")
-        if not os.path.exists(manifest_path):
-            raise EdgekitError(f"{path}: not a bundle (no {MANIFEST_NAME} inside)")
-        try:
-            with open(manifest_path, encoding="utf-8") as f:
-                manifest = json.load(f)
-        except (OSError, ValueError) as e:
-            raise EdgekitError(f"{manifest_path}: unreadable manifest ({e})") from None
-        validate_manifest(manifest, manifest_path)
+        for name in (MODEL_NAME, MANIFEST_NAME):
+            if not os.path.lexists(os.path.join(path, name)):
+                raise EdgekitError(f"{path}: not a bundle (no {name} inside)")
+        manifest = parse_manifest(read_regular(manifest_path, MAX_MANIFEST_BYTES, "manifest"), manifest_path)
+        if verify:
+            verify_model_file(model_path, manifest)
         labels_path = os.path.join(path, LABELS_NAME)
-        labels = read_labels(labels_path) if os.path.exists(labels_path) else None
+        labels = read_labels(labels_path) if os.path.lexists(labels_path) else None
         return ModelRef(model_path, manifest, labels, "bundle")
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         raise EdgekitError(f"{path}: no such file")
     meta = read_embedded(path)
     manifest = labels = None
     if META_MANIFEST in meta:
-        try:
-            manifest = validate_manifest(json.loads(meta[META_MANIFEST]), f"{path} (embedded manifest)")
-        except ValueError as e:
-            raise EdgekitError(f"{path}: embedded manifest is not JSON ({e})") from None
+        manifest = parse_manifest(meta[META_MANIFEST], f"{path} (embedded manifest)")
     if LABELS_NAME in meta:
         labels = [l for l in meta[LABELS_NAME].decode("utf-8", "replace").split("\n") if l] or None
     return ModelRef(path, manifest, labels, "embedded" if manifest else None)
+
+
+def verify_model_file(model_path, manifest):
+    """The model file is the one the manifest describes: its size and sha256 match."""
+    import hashlib
+    data = read_regular(model_path, MAX_MODEL_BYTES, "model file")
+    if len(data) != manifest["file_size"]:
+        raise EdgekitError(f"{model_path}: {len(data):,} bytes, but the manifest says {manifest['file_size']:,}: "
+                           f"the model was changed after conversion (pass --no-verify to use it anyway)")
+    digest = manifest.get("model_sha256")
+    if not digest:
+        raise EdgekitError(f"{model_path}: the manifest records no model_sha256 to check the model against "
+                           f"(pass --no-verify to use it anyway)")
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise EdgekitError(f"{model_path}: its sha256 does not match the manifest: the model was changed or "
+                           f"damaged after conversion (pass --no-verify to use it anyway)")
+
+
+def check_tensors(ref, input_detail, output_detail):
+    """The manifest agrees with the model's own tensors: same input and output shape and type."""
+    import numpy as np
+    m = ref.manifest
+    if not m:
+        return
+    for side, detail in (("input", input_detail), ("output", output_detail)):
+        shape, dtype = [int(v) for v in detail["shape"]], np.dtype(detail["dtype"]).name
+        if m[side]["shape"] != shape or m[side]["dtype"] != dtype:
+            raise EdgekitError(f"{ref.tflite_path}: the manifest's {side} ({m[side]['dtype']} {m[side]['shape']}) "
+                               f"is not the model's ({dtype} {shape})")
 
 
 def tflite_schema():
@@ -151,11 +241,7 @@ def tflite_schema():
 def read_embedded(path):
     """{META_MANIFEST: bytes, LABELS_NAME: bytes}, as far as the .tflite file carries them: the manifest
     entry when a flatbuffer reader is installed, the labels from the packed files (stdlib zipfile)."""
-    try:
-        with open(path, "rb") as f:
-            buf = f.read()
-    except OSError as e:
-        raise EdgekitError(f"{path}: cannot read ({e})") from None
+    buf = read_regular(path, MAX_MODEL_BYTES, "model file")
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise EdgekitError(f"{path}: not a TFLite model (no TFL3 identifier)")
     out = _packed_labels(buf)

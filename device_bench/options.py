@@ -32,6 +32,8 @@ class BenchParams:
     runtime: str = None
     input: str = None  # None (random), an image, or a .npy file
     poll_memory: bool = False
+    verify: bool = True  # check a bundle's model.tflite against its manifest's sha256
+    max_memory_mb: float = None  # refuse larger declared tensors; None: half the physical memory
 
     def validate(self):
         """Raise EdgekitError naming the first field out of range; returns self."""
@@ -46,6 +48,8 @@ class BenchParams:
                 raise EdgekitError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.max_secs < self.min_secs:
             raise EdgekitError(f"max_secs ({self.max_secs}) is below min_secs ({self.min_secs})")
+        if self.max_memory_mb is not None and not self.max_memory_mb > 0:
+            raise EdgekitError(f"max_memory_mb must be above 0, got {self.max_memory_mb}")
         if self.runtime is not None and self.runtime not in RUNTIMES:
             raise EdgekitError(f"unknown runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
         return self
@@ -76,8 +80,13 @@ BENCH_OPTIONS = (
     Option("delegate", "--delegate", "str", "external delegate: PATH[:key=value;...]"),
     Option("input", "--input", "str", "an image or .npy input (default: random)"),
     Option("poll_memory", "--poll-memory", "flag", "also poll RSS every 50 ms (affects timing)"),
+    Option("verify", "--no-verify", "no-flag", "skip the check of a bundle's model.tflite against its manifest"),
+    Option("max_memory_mb", "--max-memory", "float", "refuse a model whose tensors need more than this many MB "
+                                                     "(default: half the physical memory)"),
     Option("cooldown", "--cooldown", "float", "seconds to sleep between configurations", 0.0),
 )
+
+OPEN_OPTIONS = ("runtime", "verify", "max_memory_mb")  # how every command opens a model
 
 _PARAM_DEFAULTS = {f.name: f.default for f in fields(BenchParams)}
 
@@ -110,13 +119,14 @@ def params_from_options(values):
     return params, threads, float(values.get("cooldown") or 0.0)
 
 
-def params_to_argv(params, threads=None, cooldown=0.0):
-    """The command line that gives back ``params`` (for a child process or a remote board)."""
+def params_to_argv(params, threads=None, cooldown=0.0, only=None):
+    """The command line that gives back ``params`` (for a child process or a remote board); with
+    ``only``, just those options."""
     values = {f.name: getattr(params, f.name) for f in fields(BenchParams)}
     values["threads"] = threads or [params.threads]
     values["cooldown"] = cooldown
     argv = []
-    for opt in BENCH_OPTIONS:
+    for opt in (o for o in BENCH_OPTIONS if only is None or o.dest in only):
         value = values[opt.dest]
         if opt.kind == "flag":
             argv += [opt.flag] if value else []
@@ -129,8 +139,8 @@ def params_to_argv(params, threads=None, cooldown=0.0):
     return argv
 
 
-def add_argparse_options(parser):
-    """Add every benchmark option to an argparse parser."""
+def add_argparse_options(parser, only=None):
+    """Add every benchmark option (or those whose dest is in ``only``) to an argparse parser."""
     import argparse
 
     def threads(text):
@@ -139,7 +149,7 @@ def add_argparse_options(parser):
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
 
-    for opt in BENCH_OPTIONS:
+    for opt in (o for o in BENCH_OPTIONS if only is None or o.dest in only):
         default = option_default(opt)
         shown = default is not None and not isinstance(default, bool)
         help_text = opt.help + (f" (default {','.join(map(str, default)) if isinstance(default, list) else default})"

@@ -5,19 +5,24 @@ import numpy as np
 
 from device_bench.errors import EdgekitError
 from device_bench.images import dequantize, load_input, make_preprocessing, quantize
-from device_bench.manifest import read_bundle, read_labels
+from device_bench.manifest import check_tensors, read_bundle, read_labels
 from device_bench.runtime import open_interpreter, resolve_runtime
 
 
 class Predictor:
     """A model open in a runtime, with the preprocessing and labels its bundle declares."""
 
-    def __init__(self, ref, runtime=None, threads=1, xnnpack=True, preprocessing=None):
+    def __init__(self, ref, runtime=None, threads=1, xnnpack=True, preprocessing=None, max_memory_mb=None):
         self.ref = ref
         self.runtime = runtime or resolve_runtime()
-        self.interpreter = open_interpreter(ref.tflite_path, self.runtime, threads, xnnpack)
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
+        self.interpreter = open_interpreter(ref.tflite_path, self.runtime, threads, xnnpack,
+                                            max_memory_mb=max_memory_mb)
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise EdgekitError(f"{ref.tflite_path}: an image classifier has one input and one output, this model "
+                               f"has {len(inputs)} and {len(outputs)}")
+        self.input, self.output = inputs[0], outputs[0]
+        check_tensors(ref, self.input, self.output)
         self.input_shape = [int(v) for v in self.input["shape"]]
         if len(self.input_shape) != 4:
             raise EdgekitError(f"{ref.tflite_path}: expected an image input [1, H, W, C], got {self.input_shape}")
@@ -59,9 +64,11 @@ def preprocessing_override(mean=None, std=None, mode=None, crop_fraction=None):
                               crop_fraction=1.0 if crop_fraction is None else crop_fraction)
 
 
-def open_predictor(model, labels=None, preprocessing=None, runtime=None, threads=1):
+def open_predictor(model, labels=None, preprocessing=None, runtime=None, threads=1, verify=True,
+                   max_memory_mb=None):
     """A Predictor for a bundle folder or .tflite file; ``labels`` (a file) overrides the bundle's."""
-    ref = read_bundle(model)
+    ref = read_bundle(model, verify=verify)
     if labels:
         ref.labels = read_labels(labels)
-    return Predictor(ref, runtime=runtime, threads=threads, preprocessing=preprocessing)
+    return Predictor(ref, runtime=runtime, threads=threads, preprocessing=preprocessing,
+                     max_memory_mb=max_memory_mb)

@@ -4,6 +4,7 @@ Resolution order: LiteRT (ai-edge-litert), then tflite-runtime, then tensorflow.
 as the last resort, since it costs seconds and hundreds of MB).
 """
 
+import os
 import platform
 import re
 import sys
@@ -93,8 +94,44 @@ def parse_delegate(spec):
     return path, options
 
 
-def open_interpreter(model_path, runtime, threads=1, xnnpack=True, delegate=None):
+def tensor_bytes(model_path):
+    """The bytes of every tensor the model declares (an upper bound of its arena); None if unknown."""
+    from device_bench.manifest import tflite_schema
+    schema = tflite_schema()
+    if schema is None:
+        return None
+    with open(model_path, "rb") as f:
+        buf = f.read()
+    sizes = {getattr(schema.TensorType, n): s for n, s in (("FLOAT32", 4), ("FLOAT16", 2), ("INT32", 4),
+             ("UINT8", 1), ("INT64", 8), ("INT16", 2), ("INT8", 1), ("FLOAT64", 8), ("BOOL", 1))}
+    try:
+        model = schema.Model.GetRootAs(buf, 0)
+        total = 0
+        for g in range(model.SubgraphsLength()):
+            sg = model.Subgraphs(g)
+            for t in range(sg.TensorsLength()):
+                tensor = sg.Tensors(t)
+                count = 1
+                for d in range(tensor.ShapeLength()):
+                    count *= max(1, tensor.Shape(d))
+                total += count * sizes.get(tensor.Type(), 4)
+        return total
+    except Exception:  # a damaged flatbuffer: the runtime's own load names the problem
+        return None
+
+
+def check_memory(model_path, max_memory_mb=None):
+    """Refuse, before allocating, a model whose declared tensors would not fit (the OOM killer is no error)."""
+    limit = max_memory_mb or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 / 1e6
+    need = tensor_bytes(model_path)
+    if need is not None and need / 1e6 > limit:
+        raise EdgekitError(f"{model_path}: its tensors declare {need / 1e6:,.0f} MB, more than the "
+                           f"{limit:,.0f} MB allowed (--max-memory changes the limit)")
+
+
+def open_interpreter(model_path, runtime, threads=1, xnnpack=True, delegate=None, max_memory_mb=None):
     """Load and allocate a model. Returns the interpreter; raises EdgekitError naming the file."""
+    check_memory(model_path, max_memory_mb)
     mod = runtime.module
     kwargs = {"model_path": str(model_path), "num_threads": int(threads)}
     if not xnnpack:

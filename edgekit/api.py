@@ -85,34 +85,36 @@ def benchmark(models, threads=(1,), *, target=None, ssh_config=None, install_run
     return [BenchResult.from_dict({"model": None, **r}) for r in rows]
 
 
-def classify(model, images, top_k=None, *, labels=None, mean=None, std=None, runtime=None, target=None,
-             ssh_config=None, install_runtime=False, progress=None):
-    """Top-k labels for image files or folders, here or on ``target``. Returns Predictions."""
+def classify(model, images, top_k=None, *, labels=None, mean=None, std=None, target=None, ssh_config=None,
+             install_runtime=False, progress=None, **open_options):
+    """Top-k labels for image files or folders, here or on ``target``. Returns Predictions.
+
+    ``open_options``: runtime, verify (the bundle's sha256 check), max_memory_mb."""
     targets = _targets(target, ssh_config)
     if not targets:
-        return device.classify(model, images, top_k, labels, mean, std, runtime)
+        return device.classify(model, images, top_k, labels, mean, std, **open_options)
     from edgekit.targets.jobs import classify_on_targets
     if top_k is not None and top_k < 1:
         raise EdgekitError(f"--top-k must be at least 1, got {top_k}")
     rows = classify_on_targets(targets, os.fspath(model), device._paths(images), top_k, install_runtime,
-                               progress or (lambda m: None), labels=labels, mean=mean, std=std, runtime=runtime)
+                               progress or (lambda m: None), labels=labels, mean=mean, std=std, **open_options)
     return Predictions(model=os.path.basename(os.path.normpath(os.fspath(model))),
                        items=[ImagePrediction.from_dict({"image": None, **r}) for r in rows])
 
 
-def inspect(model, runtime=None):
+def inspect(model, **open_options):
     """What a phone app or a board will see in a bundle or .tflite (device-side dependencies only)."""
-    return device.inspect(model, runtime)
+    return device.inspect(model, **open_options)
 
 
-def evaluate(model, dataset, compare=None, *, labels=None, mean=None, std=None, runtime=None, target=None,
-             ssh_config=None, install_runtime=False, progress=None):
+def evaluate(model, dataset, compare=None, *, labels=None, mean=None, std=None, target=None, ssh_config=None,
+             install_runtime=False, progress=None, **open_options):
     """Top-1/top-5 on class folders (or a CSV here). An EvalResult, or a list of them with ``target``."""
     targets = _targets(target, ssh_config)
     if not targets:
-        return device.evaluate(model, dataset, compare, labels, mean, std, runtime)
+        return device.evaluate(model, dataset, compare, labels, mean, std, **open_options)
     from edgekit.targets.jobs import evaluate_on_targets
     rows = evaluate_on_targets(targets, os.fspath(model), os.fspath(dataset),
                                None if compare is None else os.fspath(compare), install_runtime,
-                               progress or (lambda m: None), labels=labels, mean=mean, std=std, runtime=runtime)
+                               progress or (lambda m: None), labels=labels, mean=mean, std=std, **open_options)
     return [EvalResult.from_dict({"model": None, **r}) for r in rows]

@@ -10,8 +10,9 @@ import sys
 import click
 
 from device_bench.errors import EdgekitError
-from device_bench.options import (BENCH_OPTIONS, DEFAULT_CALIBRATION_COUNT, DEFAULT_IO, IO_TYPES, PRECISIONS,
-                                  PREPROCESSING_MODES, RUNTIMES, option_default)
+from device_bench.interrupts import install as install_interrupts, interrupted
+from device_bench.options import (BENCH_OPTIONS, DEFAULT_CALIBRATION_COUNT, DEFAULT_IO, IO_TYPES, OPEN_OPTIONS,
+                                  PRECISIONS, PREPROCESSING_MODES, RUNTIMES, option_default)
 
 
 class EdgekitGroup(click.Group):
@@ -22,9 +23,16 @@ class EdgekitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EdgekitError as e:
+            if interrupted():
+                raise KeyboardInterrupt from None
             click.echo(f"Error: {e}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            ctx.exit(130)
+        except Exception:
+            if not interrupted():
+                raise  # a bug: its traceback is what a report needs
             click.echo("Error: interrupted", err=True)
             ctx.exit(130)
 
@@ -151,14 +159,9 @@ def _help(opt):
     return opt.help[0].upper() + opt.help[1:] + "."
 
 
-def runtime_option(f):
-    """--runtime, with the name and help of its one definition in BENCH_OPTIONS."""
-    opt = next(o for o in BENCH_OPTIONS if o.dest == "runtime")
-    return click.option(opt.flag, opt.dest, type=click.Choice(RUNTIMES), help=_help(opt))(f)
-
-
-def bench_options(f):
-    """The benchmark options, generated from device_bench.options.BENCH_OPTIONS (their one definition)."""
+def bench_options(f, only=None):
+    """The benchmark options (or those whose dest is in ``only``), generated from
+    device_bench.options.BENCH_OPTIONS, their one definition."""
     from device_bench.options import parse_threads
 
     def threads(ctx, param, value):
@@ -167,13 +170,13 @@ def bench_options(f):
         except ValueError as e:
             raise click.BadParameter(str(e)) from None
 
-    for opt in reversed(BENCH_OPTIONS):
+    for opt in reversed([o for o in BENCH_OPTIONS if only is None or o.dest in only]):
         default = option_default(opt)
         if opt.kind in ("flag", "no-flag"):
             f = click.option(opt.flag, opt.dest, is_flag=True, flag_value=opt.kind == "flag",
                              default=opt.kind != "flag", help=_help(opt))(f)
         elif opt.kind == "runtime":
-            f = runtime_option(f)
+            f = click.option(opt.flag, opt.dest, type=click.Choice(RUNTIMES), help=_help(opt))(f)
         else:
             kind = {"int": int, "float": float, "str": str, "threads": str}[opt.kind]
             f = click.option(opt.flag, opt.dest, type=kind, default=default, show_default=default is not None,
@@ -231,19 +234,24 @@ def bench(models, as_json, csv_path, force, targets, targets_file, ssh_config, i
     exit_if_failed(any(not r.ok for r in results))
 
 
+def open_options(f):
+    """--runtime, --no-verify, --max-memory: how any command opens a model."""
+    return bench_options(f, only=OPEN_OPTIONS)
+
+
 def model_read_options(f):
-    """How to read a bare .tflite: labels, pixel scaling, runtime (classify and evaluate share them)."""
-    f = runtime_option(f)
+    """How to read a model: labels, pixel scaling, runtime, verification (classify and evaluate share them)."""
+    f = open_options(f)
     f = click.option("--std", help="Pixel std for a bare .tflite.")(f)
     f = click.option("--mean", help="Pixel mean for a bare .tflite: the model sees (pixel - mean) / std.")(f)
     f = click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one per line.")(f)
     return f
 
 
-def _read_kwargs(labels, mean, std, runtime, targets, targets_file, ssh_config, install_runtime):
+def _read_kwargs(labels, mean, std, targets, targets_file, ssh_config, install_runtime, **open_opts):
     from device_bench.images import parse_floats
-    return {"labels": labels, "mean": parse_floats(mean, "mean"), "std": parse_floats(std, "std"),
-            "runtime": runtime, "target": read_target_options(targets, targets_file, ssh_config),
+    return {"labels": labels, "mean": parse_floats(mean, "mean"), "std": parse_floats(std, "std"), **open_opts,
+            "target": read_target_options(targets, targets_file, ssh_config),
             "install_runtime": install_runtime, "progress": progress}
 
 
@@ -289,14 +297,14 @@ def evaluate(model, dataset, compare, as_json, **options):
 
 @cli.command()
 @click.argument("model")
-@runtime_option
+@open_options
 @click.option("--json", "as_json", is_flag=True)
-def inspect(model, runtime, as_json):
+def inspect(model, as_json, **options):
     """What a phone app or a board will see in MODEL (a bundle or .tflite): tensors, standard metadata,
     edgekit's manifest, the op histogram and the ops XNNPACK takes."""
     from device_bench.views import render_inspection
     from edgekit import api
-    result = api.inspect(model, runtime)
+    result = api.inspect(model, **options)
     click.echo(json.dumps(result, indent=2) if as_json else render_inspection(result))
 
 
@@ -374,6 +382,7 @@ def report(results, outdir, force):
 
 def main():
     """The `edgekit` console script."""
+    install_interrupts()
     cli(prog_name="edgekit")
 
 

@@ -3,12 +3,14 @@ tradeoff.png, from one run or from saved results of several devices (`edgekit re
 
 import json
 import os
+import tempfile
 
 from device_bench.environment import device_label
 from device_bench.errors import EdgekitError
 from device_bench.safe_write import write_text_atomic
 from device_bench.views import format_table, write_csv
 
+REPORT_FILES = ("results.json", "results.csv", "tradeoff.png", "report.md")
 MARKERS = {"fp32": "o", "fp16": "s", "dynamic": "^", "int8": "D"}
 COLUMNS = [
     ("model", "model"), ("precision", "precision"), ("threads", "threads"), ("params", "params"),
@@ -82,11 +84,11 @@ def load_results(paths):
     """Results of `edgekit run`/`demo` (results.json) or `edgekit bench --json`, from any devices."""
     runs = []
     for path in paths:
+        from device_bench.manifest import read_regular
         try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except (OSError, ValueError) as e:
-            raise EdgekitError(f"{path}: cannot read results ({e})") from None
+            data = json.loads(read_regular(path, 256 << 20, "results file"))
+        except (ValueError, RecursionError) as e:
+            raise EdgekitError(f"{path}: cannot read results ({str(e)[:200]})") from None
         if isinstance(data, list) and data and all(isinstance(r, dict) and "model" in r for r in data):
             found = runs_from_bench(data)
             if not found:
@@ -94,8 +96,15 @@ def load_results(paths):
             runs += found
             continue
         found = data.get("runs", [data]) if isinstance(data, dict) else None
-        if not found or not all(isinstance(r, dict) and "rows" in r and "environment" in r for r in found):
+        if not isinstance(found, list) or not found or not all(
+                isinstance(r, dict) and isinstance(r.get("rows"), list) and isinstance(r.get("environment"), dict)
+                for r in found):
             raise EdgekitError(f"{path}: not an edgekit results file (needs 'rows' and 'environment')")
+        for run in found:
+            try:
+                table_rows(run)
+            except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as e:
+                raise EdgekitError(f"{path}: a malformed row ({type(e).__name__}: {str(e)[:100]})") from None
         runs += found
     return runs
 
@@ -103,13 +112,23 @@ def load_results(paths):
 def write_report(results, outdir, progress=print):
     """Write report.md, results.json, results.csv and tradeoff.png; results is one run or a list."""
     runs = results if isinstance(results, list) else [results]
-    os.makedirs(outdir, exist_ok=True)
     all_rows = [row for run in runs for row in table_rows(run)]
-    write_text_atomic(os.path.join(outdir, "results.json"),
-                json.dumps(runs[0] if len(runs) == 1 else {"format": 1, "runs": runs}, indent=2) + "\n")
-    write_csv(os.path.join(outdir, "results.csv"), all_rows)
-    chart = plot_tradeoff(runs, os.path.join(outdir, "tradeoff.png"))
-    write_text_atomic(os.path.join(outdir, "report.md"), render_markdown(runs, chart))
+    try:
+        os.makedirs(outdir, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".report-", dir=outdir) as tmp:
+            # the whole set is written aside first: a full disk or an interrupt leaves the old set whole
+            write_text_atomic(os.path.join(tmp, "results.json"),
+                              json.dumps(runs[0] if len(runs) == 1 else {"format": 1, "runs": runs}, indent=2) + "\n")
+            write_csv(os.path.join(tmp, "results.csv"), all_rows)
+            chart = plot_tradeoff(runs, os.path.join(tmp, "tradeoff.png"))
+            write_text_atomic(os.path.join(tmp, "report.md"), render_markdown(runs, chart))
+            for name in REPORT_FILES:
+                if os.path.exists(os.path.join(tmp, name)):
+                    os.replace(os.path.join(tmp, name), os.path.join(outdir, name))
+                elif os.path.exists(os.path.join(outdir, name)):
+                    os.unlink(os.path.join(outdir, name))  # no chart this time: no stale one beside the new set
+    except OSError as e:
+        raise EdgekitError(f"cannot write the report in {outdir}: {e.strerror or e}") from None
     progress(f"wrote {outdir}/report.md, results.json, results.csv" + (", tradeoff.png" if chart else ""))
     return all_rows
 
@@ -225,8 +244,8 @@ def plot_tradeoff(runs, path):
                            markersize=(40 + 60 * mb) ** 0.5, label=f"{mb} MB") for mb in (1, 10)]
         ax.legend(handles=handles, fontsize=8, loc="best")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
     return path

@@ -149,7 +149,11 @@ def run_study(study, outdir=None, force=False, progress=print):
     elif isinstance(study, dict):
         study = Study.from_dict(study)
     outdir = os.path.abspath(outdir or study.output or "edgekit-out")
-    os.makedirs(os.path.join(outdir, "bundles"), exist_ok=True)
+    _refuse_other_report(outdir, study, force)
+    try:
+        os.makedirs(os.path.join(outdir, "bundles"), exist_ok=True)
+    except OSError as e:
+        raise EdgekitError(f"cannot write {outdir}: {e.strerror or e}") from None
     env, started = collect(resolve_runtime()), time.time()
     run = _StudyRun(study, outdir, force, progress)
     rows = [row for m in study.models for row in run.model_rows(m)]
@@ -159,6 +163,22 @@ def run_study(study, outdir=None, force=False, progress=print):
     result = StudyResult(env, meta, rows)
     write_report(result.to_dict(), outdir, progress=progress)
     return result
+
+
+def _refuse_other_report(outdir, study, force):
+    """A report of another study in OUTDIR is replaced only with --force (a rerun of the same one is fine)."""
+    import json
+    path = os.path.join(outdir, "results.json")
+    if force or not os.path.exists(path):
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            same = json.load(f)["meta"]["config"] == json.loads(json.dumps(asdict(study)))
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        same = False
+    if not same:
+        raise EdgekitError(f"{outdir} holds the report of another study; pass --force to replace it, "
+                           f"or choose another -o")
 
 
 def _add_fp32_agreement(rows):

@@ -7,7 +7,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from device_bench.errors import EdgekitError
-from device_bench.options import params_to_argv
+from dataclasses import replace
+
+from device_bench.options import OPEN_OPTIONS, BenchParams, params_to_argv
 
 
 def runner_file(workdir):
@@ -85,10 +87,11 @@ def bench_on_targets(targets, models, params, threads, cooldown=0.0, install_run
                           install_runtime, progress)
 
 
-def _model_argv(labels=None, mean=None, std=None, runtime=None):
+def _model_argv(labels=None, mean=None, std=None, **open_options):
+    """device_bench's flags for how to read the model (labels must travel inside the bundle)."""
     if labels:
         raise EdgekitError("--labels with --target: put the labels in the bundle (edgekit convert --labels)")
-    argv = ["--runtime", runtime] if runtime else []
+    argv = params_to_argv(replace(BenchParams(), **open_options), only=OPEN_OPTIONS)
     for flag, value in (("--mean", mean), ("--std", std)):
         if value is not None:
             argv += [flag, ",".join(map(str, value))]

@@ -1,0 +1,26 @@
+"""Ctrl-C and SIGTERM end a command cleanly: the first one becomes KeyboardInterrupt, so every `with`
+block (temporary folders, half-written outputs) unwinds, and later ones are ignored while it does.
+
+Native code (TensorFlow's export, say) can turn the interrupt into another exception on its way
+out; `interrupted()` tells the CLIs that the user, not a bug, ended the run."""
+
+import signal
+
+_received = []
+
+
+def _handler(signum, frame):
+    _received.append(signum)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+    raise KeyboardInterrupt
+
+
+def install():
+    """Route SIGINT and SIGTERM through the clean path (call once, from a CLI's main)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _handler)
+
+
+def interrupted():
+    return bool(_received)
