@@ -22,19 +22,14 @@ class EdgekitGroup(click.Group):
         """Run the command; the user's mistakes become one line, never a traceback."""
         try:
             return super().invoke(ctx)
-        except EdgekitError as e:
-            if interrupted():
-                raise KeyboardInterrupt from None
+        except (KeyboardInterrupt, Exception) as e:
+            if isinstance(e, KeyboardInterrupt) or interrupted():
+                click.echo("Error: interrupted", err=True)  # native code may dress the interrupt up
+                ctx.exit(130)
+            if not isinstance(e, EdgekitError):
+                raise  # click's own usage errors, or a bug: its traceback is what a report needs
             click.echo(f"Error: {e}", err=True)
             ctx.exit(1)
-        except KeyboardInterrupt:
-            click.echo("Error: interrupted", err=True)
-            ctx.exit(130)
-        except Exception:
-            if not interrupted():
-                raise  # a bug: its traceback is what a report needs
-            click.echo("Error: interrupted", err=True)
-            ctx.exit(130)
 
 
 @click.group(cls=EdgekitGroup, context_settings={"help_option_names": ["-h", "--help"]})

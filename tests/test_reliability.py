@@ -1,0 +1,162 @@
+"""Faults a user meets: Ctrl-C and SIGTERM mid-work, a full disk, unreadable folders, a device without
+TensorFlow or Pillow, a dead remote target. Nothing good is lost, nothing temporary is left behind,
+and each ends in one `Error:` line."""
+
+import hashlib
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, SAMPLES
+
+
+def _digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _edgekit(args, tmpdir, **kw):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmpdir))
+    return subprocess.Popen([sys.executable, "-m", "edgekit.cli", *map(str, args)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.mark.parametrize("sig,delay", [(signal.SIGINT, 1.0), (signal.SIGTERM, 5.0), (signal.SIGINT, 9.0)])
+def test_interrupted_convert_keeps_the_old_bundle_and_leaves_nothing(invoke, tmp_path, sig, delay):
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    tmp.mkdir()
+    args = ["convert", "mobilenet_v2", "--alpha", "0.5", "--size", "96", "--classes", "3", "-p", "fp32", "-p", "int8",
+            "-o", out, "--calibration-count", "20"]
+    assert invoke(*args).exit_code == 0
+    before = {b.name: _digest(b) for b in out.iterdir()}
+    proc = _edgekit(args + ["--force"], tmp)
+    time.sleep(delay)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert "Traceback" not in stderr
+    after = {b.name: _digest(b) for b in out.iterdir()}
+    assert sorted(after) == sorted(before)  # no half-written bundle folder beside them
+    if proc.returncode == 130:
+        assert stderr.strip().splitlines()[-1] == "Error: interrupted"
+        # a bundle finished before the signal was replaced whole; the others are the old ones, untouched
+        assert all(after[b] == before[b] or (out / b / "model.tflite").exists() for b in before)
+    else:
+        assert proc.returncode == 0  # the signal came after the work was done
+    assert list(tmp.iterdir()) == []  # no edgekit-convert-* left
+
+
+def test_interrupted_run_keeps_the_old_report(invoke, tmp_path):
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('precisions = ["fp32", "int8"]\nthreads = [1, 2]\nruns = 50\nmin_secs = 1.0\n'
+                   '[[models]]\nname = "squeezenet1_1"\nsize = 48\nclasses = 3\n')
+    out = tmp_path / "out"
+    assert invoke("run", cfg, "-o", out).exit_code == 0
+    before = _digest(out)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = _edgekit(["run", cfg, "-o", out], tmp)
+    time.sleep(7)  # converting is skipped (bundles reused): this lands in the benchmarks
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert "Traceback" not in stderr and proc.returncode in (0, 130), stderr[-2000:]
+    if proc.returncode == 130:
+        assert _digest(out) == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".")] and list(tmp.iterdir()) == []
+
+
+def _fsize(limit):
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_disk_full_report_keeps_the_old_set(invoke, tiny_bundles, tmp_path):
+    bench = tmp_path / "b.json"
+    r = invoke("bench", tiny_bundles[("squeezenet1_1", "fp32")], "--runs", "2", "--min-secs", "0", "--json")
+    bench.write_text(r.stdout)
+    out = tmp_path / "report"
+    assert invoke("report", bench, "-o", out).exit_code == 0
+    before = _digest(out)
+    proc = _edgekit(["report", bench, "-o", out, "--force"], tmp_path, preexec_fn=_fsize(8000))
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in stderr, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1].startswith("Error: cannot write")
+    assert _digest(out) == before and not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_disk_full_convert_keeps_the_old_bundle(invoke, tmp_path):
+    out = tmp_path / "out"
+    args = ["convert", "squeezenet1_1", "--size", "48", "--classes", "3", "-p", "fp32", "-o", out]
+    assert invoke(*args).exit_code == 0
+    before = _digest(out / "squeezenet1_1_48_fp32")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = _edgekit(args + ["--force"], tmp, preexec_fn=_fsize(200_000))
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in stderr, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1].startswith("Error: ")
+    assert _digest(out / "squeezenet1_1_48_fp32") == before
+    assert [p.name for p in out.iterdir()] == ["squeezenet1_1_48_fp32"] and list(tmp.iterdir()) == []
+
+
+def test_unreadable_class_folder_is_an_error(digits, digit_models, tmp_path):
+    """A class folder the user cannot read is an error row and a non-zero exit, never a silent gap."""
+    data = tmp_path / "data"
+    for c in ("3", "7"):
+        (data / c).mkdir(parents=True)
+        for p in sorted((digits["test"] / c).iterdir())[:3]:
+            shutil.copy(p, data / c)
+    bundle = tmp_path / "bundle"
+    shutil.copytree(digit_models["squeezenet1_1"]["bundles"]["int8"], bundle)
+    for p in [tmp_path, data, bundle, *data.rglob("*"), *bundle.iterdir()]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    (data / "7").chmod(0)
+    as_user = {}
+    if os.geteuid() == 0:  # root reads everything: drop to nobody, for whom mode 000 means unreadable
+        as_user = {"preexec_fn": lambda: (os.setgid(65534), os.setuid(65534))}
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "device_bench", "evaluate", bundle, data, "--json"], env=env,
+                          capture_output=True, text=True, cwd="/", **as_user)
+    (data / "7").chmod(0o755)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["count"] == 3 and len(r["errors"]) == 1 and "cannot read this folder" in r["errors"][0]["error"]
+
+
+def test_device_without_tensorflow_or_pillow_is_told_what_to_install(tiny_bundles, tmp_path):
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text("import sys\nclass B:\n    def find_spec(self, name, path=None, target=None):\n"
+                       "        if name.split('.')[0] in ('tensorflow', 'keras', 'PIL'):\n"
+                       "            raise ImportError(f'No module named {name!r}')\nsys.meta_path.insert(0, B())\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
+    for args, needle in ((["edgekit.cli", "models"], "pip install 'edgekit-tflite[convert]'"),
+                         (["edgekit.cli", "build", "squeezenet1_1", "-o", tmp_path / "m.keras"], "[convert]"),
+                         (["device_bench", "classify", tiny_bundles[("squeezenet1_1", "fp32")], SAMPLES / "cat.jpg"],
+                          "pip install pillow")):
+        proc = subprocess.run([sys.executable, "-m", *map(str, args)], env=env, capture_output=True, text=True)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+        assert needle in proc.stderr + proc.stdout
+
+
+def test_dead_remote_target_is_an_error_row(invoke, tiny_bundles):
+    bundle = tiny_bundles[("squeezenet1_1", "int8")]
+    r = invoke("classify", bundle, SAMPLES / "cat.jpg", "--target", "ssh://127.0.0.1:1")
+    assert r.exit_code == 1 and "[ssh://127.0.0.1:1] error:" in r.stdout and "Traceback" not in r.output
+    zero = invoke("classify", bundle, SAMPLES / "cat.jpg", "--target", "ssh://127.0.0.1:1", "--top-k", "0")
+    assert zero.exit_code == 1 and "--top-k must be at least 1, got 0" in zero.output
+    assert invoke("classify", bundle, SAMPLES / "cat.jpg", "--top-k", "0").exit_code == 1
+
+
+def test_nan_and_zero_preprocessing_are_refused(invoke, tmp_path):
+    import keras
+    inp = keras.Input((16, 16, 3))
+    keras.Model(inp, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inp))).save(tmp_path / "m.keras")
+    for mean, std, needle in (("nan", "127.5", "--mean takes finite numbers"), ("0", "inf", "--std takes finite"),
+                              ("0", "0", "--std must not be zero"), ("1,2", "1", "--mean takes one value or three")):
+        r = invoke("convert", tmp_path / "m.keras", "--mean", mean, "--std", std, "-p", "fp32", "-o", tmp_path / "o")
+        assert r.exit_code == 1 and needle in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "o").exists()
