@@ -44,7 +44,9 @@ def read_dataset(dataset, labels):
             entries = os.listdir(dataset)
         except OSError as e:
             raise EdgekitError(f"{dataset}: cannot read this folder ({e.strerror})") from None
-        classes = sorted(d for d in entries if os.path.isdir(os.path.join(dataset, d)))
+        # a class folder behind a broken or looping link stays in, to become an error row
+        classes = sorted(d for d in entries if os.path.isdir(os.path.join(dataset, d)) or
+                         (os.path.islink(os.path.join(dataset, d)) and not os.path.exists(os.path.join(dataset, d))))
         if not classes:
             raise EdgekitError(f"{dataset}: no class folders inside (expected one subfolder per class, named "
                                f"after the labels)")
