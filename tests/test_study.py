@@ -138,3 +138,20 @@ def test_bad_config_is_one_line(invoke, tmp_path):
     bad.write_text('colour = "red"\n[[models]]\nname = "squeezenet1_1"\n')
     r = invoke("run", bad)
     assert r.exit_code == 1 and "unknown setting 'colour'" in r.output
+
+
+def test_run_refuses_another_studys_report(small_run, invoke, tmp_path):
+    d, _ = small_run
+    other = tmp_path / "other.toml"
+    other.write_text('precisions = ["fp32"]\n[[models]]\nname = "squeezenet1_1"\nsize = 48\n')
+    before = (d / "out" / "results.json").read_bytes()
+    r = invoke("run", other, "-o", d / "out")
+    assert r.exit_code == 1 and "holds the report of another study; pass --force" in r.output
+    assert (d / "out" / "results.json").read_bytes() == before
+
+
+def test_report_refuses_malformed_rows(invoke, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"environment": {}, "rows": [{"model": "m", "bench": [{"threads": 1}]}]}))
+    r = invoke("report", bad, "-o", tmp_path / "out")
+    assert r.exit_code == 1 and "a malformed row" in r.output and "Traceback" not in r.output
