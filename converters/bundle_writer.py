@@ -33,6 +33,12 @@ def embed_metadata(tflite_bytes, entries):
         from tensorflow.lite.python import schema_py_generated as schema
         from tensorflow.lite.tools import flatbuffer_utils as fbu
     model = fbu.convert_bytearray_to_object(bytearray(tflite_bytes))
+    for buf in model.buffers or []:
+        # The LiteRT quantizer stores constants after the flatbuffer (offset/size, not data); rewriting
+        # the flatbuffer would leave those offsets pointing past its end, so bring the data inline.
+        if buf.offset and buf.offset > 1:
+            buf.data = np.frombuffer(tflite_bytes, np.uint8, buf.size, buf.offset)
+            buf.offset = buf.size = 0
     model.metadata = [m for m in (model.metadata or []) if m.name.decode() not in entries]
     for name, data in entries.items():
         buf = schema.BufferT()

@@ -23,7 +23,7 @@ from converters.tflite_graph import activation_ops, read_graph
 from device_bench.images import quantize
 
 REPORT_IMAGES = 32  # calibration images the per-layer comparison runs on
-CSV_NAME, EXPLORER_NAME, PLOT_NAME = "layer_errors.csv", "layer_errors_model_explorer.json", "layer_errors.png"
+CSV_NAME, EXPLORER_NAME, PLOT_NAME = "layer_report.csv", "layer_report_model_explorer.json", "layer_report.png"
 COLUMNS = ("rank", "index", "layer", "op", "dtype", "macs", "macs_share", "quant_snr_db", "snr_db", "cosine", "mse",
            "tensor")
 
@@ -152,7 +152,7 @@ def table(rows, top=10):
 
 
 def write_report(folder, rows, title):
-    """layer_errors.csv, the Model Explorer overlay (JSON) and, when matplotlib is installed, a plot of
+    """layer_report.csv, the Model Explorer overlay (JSON) and, when matplotlib is installed, a plot of
     error by depth, into ``folder``. Returns {kind: path} of what was written."""
     import os
     from device_bench.safe_write import write_text_atomic

@@ -13,13 +13,12 @@ import warnings
 import numpy as np
 
 from device_bench.errors import EdgekitError
-from device_bench.options import IO_TYPES
+from device_bench.options import IO_TYPES, KEEP_AS
 from device_bench.silence import quiet_stderr
 
 # What each precision quantizes. Dynamic range is limited to the ops XNNPACK runs with int8
 # weights: quantized depthwise weights knock those nodes out of XNNPACK (2-3x slower than fp32).
 DYNAMIC_OPS = ("CONV_2D", "FULLY_CONNECTED")
-KEEP_AS = ("float", "int16")
 INSTALL_HINT = "pip install 'edgekit-tflite[quantize]' (it adds ai-edge-quantizer, about 6 MB, no TensorFlow)"
 
 

@@ -8,7 +8,7 @@ import json
 import os
 
 from device_bench.errors import EdgekitError
-from device_bench.options import PRECISIONS
+from device_bench.options import ALL_PRECISIONS
 
 FORMAT = 1
 MANIFEST_NAME = "edgekit.json"
@@ -62,8 +62,9 @@ def validate_manifest(m, where="manifest"):
             raise EdgekitError(f"{where}: field '{field}' should be {types.__name__}, got {value!r}")
     if m["format"] != FORMAT:
         raise EdgekitError(f"{where}: field 'format' is {m['format']}, this edgekit reads format {FORMAT}")
-    if m["precision"] not in PRECISIONS:
-        raise EdgekitError(f"{where}: field 'precision' must be one of {', '.join(PRECISIONS)}, got {m['precision']!r}")
+    if m["precision"] not in ALL_PRECISIONS:
+        raise EdgekitError(f"{where}: field 'precision' must be one of {', '.join(ALL_PRECISIONS)}, "
+                           f"got {m['precision']!r}")
     for side in ("input", "output"):
         if m[side]["dtype"] not in DTYPES:
             raise EdgekitError(f"{where}: field '{side}.dtype' is not a tensor type: {m[side]['dtype']!r}")
