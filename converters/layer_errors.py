@@ -33,7 +33,7 @@ def _interpreter(data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "preserve_all_tensors is for debugging": that is what this is
         it = Interpreter(model_content=bytes(data), experimental_preserve_all_tensors=True)
-    it.allocate_tensors()
+        it.allocate_tensors()
     return it, {d["name"]: d for d in it.get_tensor_details()}
 
 
@@ -106,9 +106,15 @@ def _weighted_snr(sums, op, graph, fi):
     power, noise = sums["power"], sums["noise"]
     if isinstance(power, float):  # never accumulated: the tensor is float in the quantized model
         return None
-    weights = [_read_weights(graph.ops[c], op.outputs[0], graph, fi, len(power)) for c in op.consumers] or [None]
+    return weighted_snr_db(power, noise, [_read_weights(graph.ops[c], op.outputs[0], graph, fi, len(power))
+                                          for c in op.consumers])
+
+
+def weighted_snr_db(power, noise, channel_weights):
+    """Per-channel signal ``power`` over ``noise``, each channel weighted by how strongly a reader reads it
+    (None: all alike); the worst over the readers, in dB."""
     worst = math.inf
-    for w in weights:
+    for w in channel_weights or [None]:
         w = np.ones_like(power) if w is None else w
         n = float((w * noise).sum())
         worst = min(worst, math.inf if n == 0 else _db(float((w * power).sum()) / n))

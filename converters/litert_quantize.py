@@ -6,6 +6,7 @@ output then matches TFLiteConverter's. Each precision is one recipe; single laye
 float or given int16 activations (mixed precision). Nothing here imports TensorFlow or Keras.
 """
 
+import contextlib
 import os
 import re
 import warnings
@@ -62,8 +63,7 @@ class LitertQuantizer:
                 raise EdgekitError("int8 and int16x8 need calibration images: give --calibration DIR")
             calibrator, _, quantizer, recipe, qsv_utils = _aeq()
             rm = quantizer.Quantizer(self.float_bytes, recipe.static_wi8_ai8())._recipe_manager
-            with quiet_stderr(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with _quiet():
                 # the profiler-based mode records min/max inside the runtime: 10-20x faster than keeping
                 # every tensor for Python, and (once cast to float32 as that mode stores them) the same values
                 cal = calibrator.Calibrator(self.float_bytes, num_threads=self.threads,
@@ -105,10 +105,19 @@ class LitertQuantizer:
                 raise EdgekitError(f"a layer can be kept as {' or '.join(KEEP_AS)}, not {keep!r}")
         qsvs = self.qsvs() if q.need_calibration else None
         try:
-            with quiet_stderr():
+            with _quiet():
                 return bytes(q.quantize(qsvs, enable_progress_bar=False, enable_progress_report=False).quantized_model)
         except (ValueError, RuntimeError, KeyError) as e:
             raise EdgekitError(f"the LiteRT quantizer failed at {precision}: {str(e).splitlines()[0][:300]}") from None
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Hide the quantizer's progress bars, XNNPACK's INFO line and the runtime's "preserve_all_tensors is
+    for debugging" warning (the quantizer opens such an interpreter to check the calibration)."""
+    with quiet_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _set_io(q, qtyping, io):
@@ -149,6 +158,7 @@ def add_signature(data, graph):
     model = fbu.convert_bytearray_to_object(bytearray(data))
 
     def tensor_map(index):
+        """A signature entry naming tensor ``index`` by its own name."""
         m = schema.TensorMapT()
         m.name, m.tensorIndex = graph.tensors[index]["name"] or f"tensor_{index}", index
         return m

@@ -58,17 +58,18 @@ class ConvertSettings:
 
     def builds(self):
         """(precision, quantizer) of each bundle to make: fp32 is the float model itself (quantizer None);
-        every other precision once per quantizer asked for."""
+        every other precision once per quantizer asked for that makes it (int16x8: the LiteRT quantizer)."""
+        for q in self.quantizers:
+            if q not in QUANTIZERS:
+                raise EdgekitError(f"unknown quantizer {q!r}; choose from {', '.join(QUANTIZERS)}")
         out = []
         for p in self.precisions:
-            for q in [None] if p == "fp32" else self.quantizers:
-                if q not in (None, *QUANTIZERS):
-                    raise EdgekitError(f"unknown quantizer {q!r}; choose from {', '.join(QUANTIZERS)}")
-                if p not in ALL_PRECISIONS:
-                    raise EdgekitError(f"unknown precision {p!r}; choose from {', '.join(ALL_PRECISIONS)}")
-                if p not in PRECISIONS and q != "litert":
-                    raise EdgekitError(f"{p} is made by the LiteRT quantizer only: add --quantizer litert")
-                out.append((p, q))
+            if p not in ALL_PRECISIONS:
+                raise EdgekitError(f"unknown precision {p!r}; choose from {', '.join(ALL_PRECISIONS)}")
+            makers = [None] if p == "fp32" else [q for q in self.quantizers if p in PRECISIONS or q == "litert"]
+            if not makers:
+                raise EdgekitError(f"{p} is made by the LiteRT quantizer only: add --quantizer litert")
+            out += [(p, q) for q in makers]
         return out
 
     def hashed(self, precision, quantizer=None):
@@ -86,7 +87,7 @@ class ConvertSettings:
 
     def folder(self, name, precision, quantizer):
         """OUTDIR/NAME_PRECISION, with a _litert suffix when both quantizers make this precision."""
-        both = quantizer == "litert" and "tflite" in self.quantizers
+        both = quantizer == "litert" and "tflite" in self.quantizers and precision in PRECISIONS
         return os.path.join(self.outdir, f"{name}_{precision}" + ("_litert" if both else ""))
 
 

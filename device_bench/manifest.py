@@ -168,7 +168,15 @@ def read_embedded(path):
             entry = model.Metadata(i)
             name = (entry.Name() or b"").decode("utf-8", "replace")
             if name in (META_MANIFEST, META_LABELS):
-                out[name] = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+                out[name] = _buffer_bytes(model.Buffers(entry.Buffer()), buf)
         return out
     except Exception as e:  # a damaged flatbuffer can fail in many ways
         raise EdgekitError(f"{path}: damaged TFLite model, cannot read its metadata ({e})") from None
+
+
+def _buffer_bytes(buffer, file_bytes):
+    """A buffer's bytes, inline or (as the LiteRT quantizer writes them) stored after the flatbuffer."""
+    if buffer.DataLength():
+        return buffer.DataAsNumpy().tobytes()
+    offset, size = buffer.Offset(), buffer.Size()
+    return file_bytes[offset:offset + size] if offset > 1 else b""

@@ -124,12 +124,21 @@ def quantize_options(f):
     return f
 
 
+def bundle_options(precision_help):
+    """-p, -o, --force, --json: which bundles, and where (convert and quantize)."""
+    def decorate(f):
+        f = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")(f)
+        f = click.option("--force", is_flag=True, help="Replace existing bundles.")(f)
+        f = click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
+                         help="Folder that receives OUTDIR/<model>_<precision>/.")(f)
+        return click.option("-p", "--precision", "precisions", multiple=True, required=True,
+                            type=click.Choice(ALL_PRECISIONS), help=precision_help)(f)
+    return decorate
+
+
 @cli.command()
 @click.argument("source")
-@click.option("-p", "--precision", "precisions", multiple=True, required=True,
-              type=click.Choice(ALL_PRECISIONS), help="Repeat for several bundles (int16x8: --quantizer litert).")
-@click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
-              help="Folder that receives OUTDIR/<model>_<precision>/.")
+@bundle_options("Repeat for several bundles (int16x8: --quantizer litert).")
 @model_options
 @pixel_options
 @quantize_options
@@ -141,35 +150,30 @@ def quantize_options(f):
 @click.option("--allow-tf-ops", is_flag=True, help="Allow TensorFlow ops (the device then needs TensorFlow).")
 @click.option("--debug-layers", is_flag=True, help="Per-layer int8 error with TF's QuantizationDebugger.")
 @click.option("--unsafe", is_flag=True, help="Allow unsafe deserialization (Lambda layers) of a .keras file.")
-@click.option("--force", is_flag=True, help="Replace existing bundles.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def convert(source, precisions, outdir, as_json, mean, std, **options):
+def convert(source, **options):
     """Convert SOURCE (a zoo name or a .keras/.h5/SavedModel) to TFLite bundles."""
-    from device_bench.images import parse_floats
     from edgekit import api
-    result = api.convert(source, precisions, outdir, mean=parse_floats(mean, "mean"), std=parse_floats(std, "std"),
-                         progress=progress, **options)
-    _print_bundles(result, as_json)
+    _make_bundles(api.convert, source, **options)
 
 
 @cli.command()
 @click.argument("model")
-@click.option("-p", "--precision", "precisions", multiple=True, required=True,
-              type=click.Choice(ALL_PRECISIONS), help="Repeat for several bundles; fp32 packages MODEL as it is.")
-@click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
-              help="Folder that receives OUTDIR/<model>_<precision>/.")
+@bundle_options("Repeat for several bundles; fp32 packages MODEL as it is.")
 @pixel_options
 @quantize_options
 @click.option("--report", "--layer-report", "layer_report", is_flag=True,
               help="Per-layer error against the float model: table, CSV, Model Explorer JSON, plot.")
-@click.option("--force", is_flag=True, help="Replace existing bundles.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def quantize(model, precisions, outdir, as_json, mean, std, **options):
+def quantize(model, **options):
     """Quantize MODEL (a float .tflite, or a bundle holding one) with the LiteRT quantizer, without TensorFlow."""
-    from device_bench.images import parse_floats
     from edgekit import api
-    result = api.quantize(model, precisions, outdir, mean=parse_floats(mean, "mean"), std=parse_floats(std, "std"),
-                          progress=progress, **options)
+    _make_bundles(api.quantize, model, **options)
+
+
+def _make_bundles(function, source, precisions, outdir, as_json, mean, std, **options):
+    """Call convert or quantize with the parsed options, then print what it made."""
+    from device_bench.images import parse_floats
+    result = function(source, precisions, outdir, mean=parse_floats(mean, "mean"), std=parse_floats(std, "std"),
+                      progress=progress, **options)
     _print_bundles(result, as_json)
 
 
