@@ -4,12 +4,12 @@ colleague) to one bundle per precision, with the LiteRT quantizer and without Te
 fp32 packages the float file as it is; every other build is checked against it.
 """
 
+import hashlib
 import os
 
 import numpy as np
 
 from converters.bundle_run import BundleRun
-from converters.bundle_writer import sha256_of
 from converters.pipeline import ModelInfo, build_bundles
 from converters.tflite_graph import read_graph
 from device_bench.errors import EdgekitError
@@ -53,15 +53,9 @@ def tflite_info(path, data, graph, preprocessing, labels):
     classes = int(np.prod(graph.tensors[graph.outputs[0]]["shape"][1:] or [1]))
     if labels is not None and len(labels) != classes:
         raise EdgekitError(f"{len(labels)} labels for a model with {classes} outputs")
-    source = {"kind": "tflite", "path": os.path.abspath(os.fspath(path)), "sha256": sha256_of(path)
-              if os.path.isfile(path) else _sha256_bytes(data)}
+    source = {"kind": "tflite", "path": os.path.abspath(os.fspath(path)), "sha256": hashlib.sha256(data).hexdigest()}
     return ModelInfo(name=model_name(path), preprocessing=preprocessing, source=source, params=graph.params,
                      macs=graph.macs, labels=labels)
-
-
-def _sha256_bytes(data):
-    import hashlib
-    return hashlib.sha256(data).hexdigest()
 
 
 def quantize_model(data, graph, info, settings, progress=print):

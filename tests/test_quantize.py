@@ -228,3 +228,17 @@ def test_existing_output_needs_force(invoke, digit_models, tmp_path):
     again = invoke("quantize", fp32, "-p", "fp32", "-o", tmp_path)
     assert again.exit_code == 1 and "--force" in again.output
     assert invoke("quantize", fp32, "-p", "fp32", "-o", tmp_path, "--force").exit_code == 0
+
+
+def test_recover_with_int16_activations(outlier, invoke, digits, tmp_path):
+    """--keep-as int16: the recovered layers keep int8 weights and get int16 activations instead of float."""
+    rec = _json(invoke("quantize", outlier, "-p", "int8", "--calibration", digits["train"], "--calibration-count",
+                       50, "--eval", digits["test"], "--recover-accuracy", "1.0", "--keep-as", "int16",
+                       "--no-latency-limit", "-o", tmp_path, "--json"))["bundles"][0]["recovery"]
+    steps = rec["steps"]
+    print("int16 recovery:", [(s["step"], round(s["top1"], 4), s["size"]) for s in steps])
+    assert rec["keep_as"] == "int16" and steps[0]["drop_points"] > 5
+    assert steps[-1]["top1"] - steps[0]["top1"] > 0.3 and steps[-1]["size"] < 1.2 * steps[0]["size"]  # weights int8
+    from converters.tflite_graph import read_graph
+    graph = read_graph((tmp_path / "squeezenet1_1_int8" / "model.tflite").read_bytes())
+    assert rec["chosen_step"] == 0 or any(t["type"] == "INT16" for t in graph.tensors)
