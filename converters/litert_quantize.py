@@ -20,7 +20,7 @@ from device_bench.silence import quiet_stderr
 # What each precision quantizes. Dynamic range is limited to the ops XNNPACK runs with int8
 # weights: quantized depthwise weights knock those nodes out of XNNPACK (2-3x slower than fp32).
 DYNAMIC_OPS = ("CONV_2D", "FULLY_CONNECTED")
-INSTALL_HINT = "pip install 'edgekit-tflite[quantize]' (it adds ai-edge-quantizer, about 6 MB, no TensorFlow)"
+INSTALL_HINT = "pip install 'edgekit-tflite[quantize]' (ai-edge-quantizer; no TensorFlow)"
 
 
 def _aeq():
