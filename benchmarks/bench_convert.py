@@ -9,17 +9,15 @@ Prints the time ratio (target <= 1.15) and the size ratios of fp16/dynamic/int8 
 Usage: python benchmarks/bench_convert.py [--rounds 3] [--workdir /tmp/edgekit-bench]
 """
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PY, ROOT, median  # noqa: E402
+from common import PY, ROOT, bench_setup, median  # noqa: E402
 
 BARE = r"""
 import os, sys
@@ -45,22 +43,6 @@ open(sys.argv[2] + "/model.tflite", "wb").write(c.convert())
 """
 
 
-def make_calibration(folder, count=100):
-    """100 real-photo crops: every sample photograph, cropped at several places, and mirrored."""
-    from PIL import Image, ImageOps
-    folder.mkdir(parents=True, exist_ok=True)
-    photos = sorted(p for p in (ROOT / "sample_images").iterdir() if p.suffix in (".jpg", ".png"))
-    for i in range(count):
-        p, k = photos[i % len(photos)], i // len(photos)
-        im = Image.open(p).convert("RGB")
-        w, h = im.size
-        f = 0.6 + 0.04 * ((k * 37) % 10)
-        x0, y0 = int((w - w * f) * ((k * 13) % 7) / 6), int((h - h * f) * ((k * 5) % 7) / 6)
-        crop = im.crop((x0, y0, x0 + int(w * f), y0 + int(h * f)))
-        (ImageOps.mirror(crop) if k % 2 else crop).save(folder / f"{i:03d}.jpg", quality=90)
-    return folder
-
-
 def timed(cmd):
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
@@ -70,11 +52,7 @@ def timed(cmd):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--workdir", default="/tmp/edgekit-bench")
-    a = ap.parse_args()
-    cal = make_calibration(Path(a.workdir) / "calibration100")
+    a, cal = bench_setup(__doc__)
     ours, theirs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         edgekit = [PY, "-m", "edgekit.cli", "convert", "mobilenet_v2", "-p", "int8", "--calibration", str(cal),

@@ -1,5 +1,6 @@
-"""Helpers shared by the benchmark scripts: a full-size MobileNetV2 int8 bundle, cached per run."""
+"""Helpers shared by the benchmark scripts: full-size MobileNetV2 bundles cached per run, calibration photos."""
 
+import argparse
 import os
 import subprocess
 import sys
@@ -25,3 +26,28 @@ def median(values):
     s = sorted(values)
     n = len(s)
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def make_calibration(folder, count=100):
+    """100 real-photo crops: every sample photograph, cropped at several places, and mirrored."""
+    from PIL import Image, ImageOps
+    folder.mkdir(parents=True, exist_ok=True)
+    photos = sorted(p for p in (ROOT / "sample_images").iterdir() if p.suffix in (".jpg", ".png"))
+    for i in range(count):
+        p, k = photos[i % len(photos)], i // len(photos)
+        im = Image.open(p).convert("RGB")
+        w, h = im.size
+        f = 0.6 + 0.04 * ((k * 37) % 10)
+        x0, y0 = int((w - w * f) * ((k * 13) % 7) / 6), int((h - h * f) * ((k * 5) % 7) / 6)
+        crop = im.crop((x0, y0, x0 + int(w * f), y0 + int(h * f)))
+        (ImageOps.mirror(crop) if k % 2 else crop).save(folder / f"{i:03d}.jpg", quality=90)
+    return folder
+
+
+def bench_setup(doc):
+    """The scripts' shared arguments (--rounds, --workdir) and the 100 calibration photos in the workdir."""
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--workdir", default="/tmp/edgekit-bench")
+    a = ap.parse_args()
+    return a, make_calibration(Path(a.workdir) / "calibration100")

@@ -1,33 +1,29 @@
-"""From one Keras model to one bundle per precision, each checked against the model it came from.
+"""From one model to one bundle per precision, each checked against the model it came from.
 
-Three steps: `plan` decides which bundles to make (or reuse), `_Conversion.one` converts, verifies and
-fidelity-checks one precision, and `_Conversion.manifest` says what the bundle is.
+`plan` decides which bundles to make (or reuse), `build_bundles` makes each through a BundleRun
+(converters.bundle_run: verify, fidelity check, manifest, write); `_Conversion` is the Keras model's
+run, through TFLiteConverter (and the LiteRT quantizer with `--quantizer litert`). Importing this
+module does not import TensorFlow.
 """
 
 import hashlib
 import json
 import os
-import platform
-import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from device_bench import __version__
+from converters.bundle_run import BundleRun, build_label
+from converters.keras_to_tflite import convert, export_saved_model
 from device_bench.errors import EdgekitError
-from device_bench.images import list_images, load_input
-from device_bench.manifest import FORMAT, MANIFEST_NAME, ModelRef
-from device_bench.options import DEFAULT_CALIBRATION_COUNT, DEFAULT_IO, PRECISIONS
-from device_bench.predict import Predictor
+from device_bench.images import list_images
+from device_bench.manifest import MANIFEST_NAME
+from device_bench.options import (ALL_PRECISIONS, CALIBRATED, DEFAULT_CALIBRATION_COUNT, DEFAULT_IO, PRECISIONS,
+                                  QUANTIZERS)
 from device_bench.records import Bundle
 from device_bench.safe_write import refuse_existing
 from device_bench.silence import quiet_stderr
-from converters.bundle_writer import write_bundle
-from converters.calibration import load_calibration
-from converters.fidelity import fidelity
-from converters.keras_to_tflite import convert, export_saved_model, verify_tflite
 
 
 @dataclass
@@ -43,7 +39,7 @@ class ModelInfo:
 
 @dataclass
 class ConvertSettings:
-    """How to convert: the options `edgekit convert` takes, with its defaults."""
+    """How to convert: the options `edgekit convert` (and `edgekit quantize`) take, with their defaults."""
     precisions: list = field(default_factory=lambda: ["fp32"])
     outdir: str = "."
     calibration_dir: str = None
@@ -55,30 +51,47 @@ class ConvertSettings:
     debug_layers: bool = False
     force: bool = False
     reuse: bool = False  # keep a bundle whose settings hash matches (the demo's second run)
+    quantizers: list = field(default_factory=lambda: ["tflite"])  # "tflite" (TFLiteConverter), "litert"
+    layer_report: bool = False  # per-layer error of each quantized build against the float model
+    recover_accuracy: float = None  # largest top-1 drop (points) int8 may have; layers are kept float until it holds
+    keep_as: str = "float"  # what recovered layers become: "float" or "int16" activations
+    latency_limit: bool = True  # stop recovering once a mixed build is slower than fp32 here
 
-    def hashed(self, precision):
-        """The settings a bundle of ``precision`` depends on (int8 alone depends on I/O and calibration)."""
-        int8 = precision == "int8"
-        return {"io": self.io if int8 else None, "allow_tf_ops": self.allow_tf_ops,
-                "calibration_count": self.calibration_count,
-                "calibration": _folder_digest(self.calibration_dir) if int8 else None}
+    def builds(self):
+        """(precision, quantizer) of each bundle to make: fp32 is the float model itself (quantizer None);
+        every other precision once per quantizer asked for that makes it (int16x8: the LiteRT quantizer)."""
+        for q in self.quantizers:
+            if q not in QUANTIZERS:
+                raise EdgekitError(f"unknown quantizer {q!r}; choose from {', '.join(QUANTIZERS)}")
+        out = []
+        for p in self.precisions:
+            if p not in ALL_PRECISIONS:
+                raise EdgekitError(f"unknown precision {p!r}; choose from {', '.join(ALL_PRECISIONS)}")
+            makers = [None] if p == "fp32" else [q for q in self.quantizers if p in PRECISIONS or q == "litert"]
+            if not makers:
+                raise EdgekitError(f"{p} is made by the LiteRT quantizer only: add --quantizer litert")
+            out += [(p, q) for q in makers]
+        return out
 
+    def hashed(self, precision, quantizer=None):
+        """The settings a bundle depends on (int8 alone depends on I/O; calibrated builds on the images)."""
+        calibrated = precision in CALIBRATED
+        out = {"io": self.io if precision == "int8" else None, "allow_tf_ops": self.allow_tf_ops,
+               "calibration_count": self.calibration_count,
+               "calibration": _folder_digest(self.calibration_dir) if calibrated else None}
+        if quantizer == "litert":  # added only here, so that TFLiteConverter bundles keep their hashes
+            out["quantizer"] = quantizer
+            if precision == "int8" and self.recover_accuracy is not None:
+                out.update(recover_accuracy=self.recover_accuracy, keep_as=self.keep_as,
+                           latency_limit=self.latency_limit, eval=_folder_digest(self.eval_dir))
+        return out
 
-def bundle_name(name, precision, io=DEFAULT_IO):
-    """NAME_PRECISION, plus the I/O type of an int8 build when it is not the default: builds never collide."""
-    return f"{name}_{precision}" + (f"_{io}io" if precision == "int8" and io != DEFAULT_IO else "")
-
-
-def calibration_anchor(batch, preprocessing):
-    """A copy of ``batch`` holding the pixels 0 and 255: calibrated with it, the input's quantization
-    spans the whole pixel range, so a uint8 input takes raw pixels as phone apps feed them."""
-    anchor = np.array(batch, np.float32, copy=True)
-    channels = anchor.shape[-1]
-    mean = np.asarray(preprocessing["mean"][:channels], np.float32)
-    std = np.asarray(preprocessing["std"][:channels], np.float32)
-    anchor[0, 0, 0, :] = (0.0 - mean) / std
-    anchor[0, 0, -1, :] = (255.0 - mean) / std
-    return anchor
+    def folder(self, name, precision, quantizer):
+        """OUTDIR/NAME_PRECISION, plus the I/O type of an int8 build when it is not the default, and _litert
+        when both quantizers make this precision: no two builds collide."""
+        both = quantizer == "litert" and "tflite" in self.quantizers and precision in PRECISIONS
+        io = f"_{self.io}io" if precision == "int8" and self.io != DEFAULT_IO else ""
+        return os.path.join(self.outdir, f"{name}_{precision}{io}" + ("_litert" if both else ""))
 
 
 def settings_hash(source_sha256, precision, preprocessing, settings):
@@ -95,88 +108,66 @@ def weights_sha256(model):
     return h.hexdigest()
 
 
-def tensor_record(detail):
-    """A tensor as the manifest records it: shape, dtype and quantization."""
-    scale, zero = detail["quantization"]
-    return {"shape": [int(v) for v in detail["shape"]], "dtype": np.dtype(detail["dtype"]).name,
-            "scale": float(scale) if scale else None, "zero_point": int(zero) if scale else None}
-
-
 def plan(info, settings, progress=print):
-    """(bundles kept as they are, precisions to convert, {precision: (folder, settings hash)})."""
-    for p in settings.precisions:
-        if p not in PRECISIONS:
-            raise EdgekitError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
-    targets = {p: (os.path.join(settings.outdir, bundle_name(info.name, p, settings.io)),
-                   settings_hash(info.source["sha256"], p, info.preprocessing, settings.hashed(p)))
-               for p in settings.precisions}
+    """(bundles kept as they are, builds to make, {(precision, quantizer): (folder, settings hash)})."""
+    targets = {(p, q): (settings.folder(info.name, p, q),
+                        settings_hash(info.source["sha256"], p, info.preprocessing, settings.hashed(p, q)))
+               for p, q in settings.builds()}
     kept, todo = [], []
-    for p, (folder, digest) in targets.items():
+    for (p, q), (folder, digest) in targets.items():
         if settings.reuse and _existing_hash(folder) == digest:
-            progress(f"{info.name} {p}: unchanged, reusing {folder}")
-            kept.append(Bundle(precision=p, path=folder, reused=True))
+            progress(f"{info.name} {build_label(p, q)}: unchanged, reusing {folder}")
+            kept.append(Bundle(precision=p, path=folder, reused=True, quantizer=q))
             continue
         if not settings.reuse:
             refuse_existing(folder, settings.force)
-        todo.append(p)
+        todo.append((p, q))
     return kept, todo, targets
 
 
-def convert_model(model, info, settings, progress=print):
-    """Write OUTDIR/NAME_PRECISION/ for each precision; one Bundle each (failures as error Bundles)."""
+def build_bundles(info, settings, open_run, progress=print):
+    """One Bundle per build (failures as error Bundles, the other builds still made); ``open_run(targets,
+    todo)`` gives the BundleRun that makes them."""
     kept, todo, targets = plan(info, settings, progress)
     made = []
     if todo:
-        with _Conversion(model, info, settings, targets, todo, progress) as run:
-            for p in todo:
+        with open_run(targets, todo) as run:
+            for build in todo:
                 try:
-                    made.append(run.one(p))
-                except EdgekitError as e:  # one precision failing does not stop the others
-                    progress(f"{info.name} {p}: error: {e}")
-                    made.append(Bundle(precision=p, path=targets[p][0], error=str(e)))
-    order = {p: i for i, p in enumerate(settings.precisions)}
-    return sorted(kept + made, key=lambda b: order[b.precision])
+                    made.append(run.one(build))
+                except EdgekitError as e:  # one build failing does not stop the others
+                    progress(f"{info.name} {build_label(*build)}: error: {e}")
+                    made.append(Bundle(precision=build[0], path=targets[build][0], error=str(e), quantizer=build[1]))
+    order = {b: i for i, b in enumerate(settings.builds())}
+    return sorted(kept + made, key=lambda b: order[(b.precision, b.quantizer)])
 
 
-class _Conversion:
-    """One model's conversion: the SavedModel, calibration and fidelity inputs its precisions share."""
+def convert_model(model, info, settings, progress=print):
+    """Write OUTDIR/NAME_PRECISION/ for each precision of a Keras model; one Bundle each."""
+    return build_bundles(info, settings, lambda targets, todo: _Conversion(model, info, settings, targets, todo,
+                                                                          progress), progress)
+
+
+class _Conversion(BundleRun):
+    """One Keras model's conversion: the SavedModel, and the Keras outputs every build is compared with."""
 
     def __init__(self, model, info, settings, targets, todo, progress):
-        self.model, self.info, self.settings, self.targets, self.progress = model, info, settings, targets, progress
-        self.input_shape = [1, *model.input_shape[1:]]
-        self.calibration = self._calibration(todo)
-        self.fid_inputs = None
-        if settings.check_fidelity:
-            self.fid_inputs = (_eval_inputs(settings.eval_dir, self.input_shape, info.preprocessing, progress)
-                               if settings.eval_dir else self.calibration)
-
-    def _calibration(self, todo):
-        s = self.settings
-        if "int8" not in todo and not (s.check_fidelity and s.eval_dir is None and s.calibration_dir is not None):
-            return None
-        if s.calibration_dir is None:
-            raise EdgekitError("int8 needs calibration images: give --calibration DIR")
-        self.progress(f"{self.info.name}: loading calibration images from {s.calibration_dir}")
-        batches, _ = load_calibration(s.calibration_dir, self.input_shape, self.info.preprocessing,
-                                      s.calibration_count, warn=lambda m: self.progress(f"warning: {m}"))
-        self.progress(f"{self.info.name}: {len(batches)} calibration images")
-        return batches
-
-    def _representative(self):
-        return iter(self.calibration + [calibration_anchor(self.calibration[0], self.info.preprocessing)])
+        self.model = model
+        super().__init__(info, settings, targets, todo, progress, [1, *model.input_shape[1:]],
+                         int(model.output_shape[-1]))
+        self._fp32 = None
 
     def __enter__(self):
-        self.tmp = tempfile.TemporaryDirectory(prefix="edgekit-convert-")
+        super().__enter__()
         self.saved = os.path.join(self.tmp.name, "saved_model")
         self.progress(f"{self.info.name}: exporting SavedModel with input {self.input_shape}")
         try:
             with quiet_stderr():
                 export_saved_model(self.model, self.saved)
-        except EdgekitError:
+        except BaseException as e:
             self.tmp.cleanup()
-            raise
-        except Exception as e:  # TensorFlow's own failures: a full disk, an op it cannot trace
-            self.tmp.cleanup()
+            if isinstance(e, (EdgekitError, KeyboardInterrupt)) or not isinstance(e, Exception):
+                raise
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
             raise EdgekitError(f"{self.info.name}: cannot export the model for conversion ({first})") from None
         # The Keras reference runs in a thread while the converter works on the SavedModel (both
@@ -187,76 +178,41 @@ class _Conversion:
 
     def __exit__(self, *exc):
         self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)  # an interrupt does not wait
-        self.tmp.cleanup()
+        super().__exit__(*exc)
 
-    def one(self, p):
-        """Convert, verify, fidelity-check and write the bundle of one precision."""
-        name, s = self.info.name, self.settings
-        self.progress(f"{name} {p}: converting")
-        t0 = time.perf_counter()
+    def make(self, precision):
+        """TFLiteConverter at ``precision`` (fp32 converted once, also for the LiteRT quantizer)."""
+        if precision == "fp32" and self._fp32 is not None:
+            return self._fp32
         with quiet_stderr():
-            data = convert(self.saved, p, representative=self._representative if p == "int8" else None,
-                           io=s.io, allow_tf_ops=s.allow_tf_ops)
-        seconds = time.perf_counter() - t0
-        interp = self._verified(data, p)
-        fid = self._fidelity(interp)
-        folder = self.targets[p][0]
-        manifest = self.manifest(p, interp, fid, seconds)
-        written = write_bundle(folder, data, manifest, self.info.labels, force=True,
-                               warn=lambda m: self.progress(f"warning: {m}"))
-        bundle = Bundle(precision=p, path=folder, file_size=written["file_size"], fidelity=fid,
-                        conversion_seconds=manifest["conversion_seconds"])
-        if p == "int8" and s.debug_layers:
+            data = convert(self.saved, precision, representative=(lambda: iter(self.anchored_calibration()))
+                           if precision == "int8" else None,
+                           io=self.settings.io, allow_tf_ops=self.settings.allow_tf_ops)
+        if precision == "fp32":
+            self._fp32 = data
+        return data
+
+    def float_bytes(self):
+        """The fp32 conversion, which the LiteRT quantizer and the per-layer report start from."""
+        return self.make("fp32")
+
+    def reference(self):
+        """The Keras model's own outputs on the fidelity images."""
+        return self.keras_future.result() if self.keras_future else None
+
+    def versions(self):
+        """TensorFlow and Keras besides the rest."""
+        import keras
+        import tensorflow as tf
+        return dict(super().versions(), tensorflow=tf.__version__, keras=keras.__version__)
+
+    def after_write(self, bundle, build):
+        """--debug-layers: TensorFlow's QuantizationDebugger on TFLiteConverter's int8."""
+        if build == ("int8", "tflite") and self.settings.debug_layers:
             from converters.debug import debug_layers
             with quiet_stderr():
                 bundle.debug_layers = debug_layers(self.saved, self.calibration,
-                                                   os.path.join(folder, "layer_errors.csv"))
-        self.progress(f"{name} {p}: wrote {folder} ({bundle.file_size / 1e6:.2f} MB"
-                      + (f", top-1 agreement {fid['top1_agreement']:.1%} on {fid['images']} images"
-                         if fid and fid["trained_weights"] and not fid["degenerate_output"] else "") + ")")
-        return bundle
-
-    def manifest(self, precision, interp, fid, seconds):
-        """The manifest of one bundle (edgekit.json, also embedded in model.tflite)."""
-        import keras
-        import tensorflow as tf
-        info, classes = self.info, int(self.model.output_shape[-1])
-        float_io = {"dtype": "float32", "scale": None, "zero_point": None}
-        return {
-            "format": FORMAT, "name": bundle_name(info.name, precision, self.settings.io), "precision": precision, "source": info.source,
-            "input": dict(tensor_record(interp.input) if interp else dict(float_io, shape=self.input_shape),
-                          preprocessing=info.preprocessing),
-            "output": tensor_record(interp.output) if interp else dict(float_io, shape=[1, classes]),
-            "num_classes": classes, "params": int(info.params), "macs": int(info.macs),
-            "fidelity": fid, "settings": dict(self.settings.hashed(precision), precision=precision),
-            "settings_hash": self.targets[precision][1], "conversion_seconds": round(seconds, 2),
-            "versions": {"edgekit": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-                         "numpy": np.__version__, "python": platform.python_version()},
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-
-    def _verified(self, data, p):
-        """The converted model open in LiteRT, after the broken-conversion checks; None with TF ops."""
-        where = f"{self.info.name} {p}"
-        if self.settings.allow_tf_ops:
-            self.progress(f"warning: {where} may hold TensorFlow ops; a device without TensorFlow cannot run it")
-            return None
-        raw = os.path.join(self.tmp.name, f"{p}.tflite")
-        with open(raw, "wb") as f:
-            f.write(data)
-        try:
-            interp = Predictor(ModelRef(raw))
-        except EdgekitError as e:
-            raise EdgekitError(f"{where}: the converted model does not load in LiteRT ({e})") from None
-        verify_tflite(data, interp.interpreter, where)
-        return interp
-
-    def _fidelity(self, interp):
-        if interp is None or self.keras_future is None:
-            return None
-        tfl = np.stack([interp.predict(x) for x in self.fid_inputs])
-        return dict(fidelity(self.keras_future.result(), tfl),
-                    trained_weights=bool(self.info.source.get("trained", True)))
+                                                   os.path.join(bundle.path, "layer_errors.csv"))
 
 
 def _keras_outputs(model, inputs):
@@ -281,18 +237,3 @@ def _folder_digest(folder):
         h.update(os.path.relpath(p, folder).encode())
         h.update(str(os.path.getsize(p)).encode())
     return {"folder": os.path.abspath(folder), "files": len(paths), "digest": h.hexdigest()}
-
-
-def _eval_inputs(folder, input_shape, preprocessing, progress):
-    paths = list_images([folder])
-    if not paths:
-        raise EdgekitError(f"--eval folder {folder} holds no image files")
-    out = []
-    for p in paths:
-        try:
-            out.append(load_input(p, input_shape, preprocessing))
-        except EdgekitError as e:
-            progress(f"warning: skipped {e}")
-    if not out:
-        raise EdgekitError(f"--eval folder {folder} holds no decodable image")
-    return out

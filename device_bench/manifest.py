@@ -11,7 +11,7 @@ import os
 import stat
 
 from device_bench.errors import EdgekitError
-from device_bench.options import PRECISIONS
+from device_bench.options import ALL_PRECISIONS
 
 FORMAT = 1
 MANIFEST_NAME = "edgekit.json"
@@ -59,7 +59,7 @@ def _optional(check):
 _SCHEMA = {
     "format": (_int(FORMAT, FORMAT), f"{FORMAT} (the format this edgekit reads)", True),
     "name": (lambda v: isinstance(v, str) and 0 < len(v) <= 512, "a name", True),
-    "precision": (_one_of(*PRECISIONS), "one of " + ", ".join(PRECISIONS), True),
+    "precision": (_one_of(*ALL_PRECISIONS), "one of " + ", ".join(ALL_PRECISIONS), True),
     "source": (lambda v: isinstance(v, dict), "an object", True),
     "source.sha256": (lambda v: isinstance(v, str), "a string", True),
     "input": (lambda v: isinstance(v, dict), "an object", True),
@@ -253,7 +253,7 @@ def read_embedded(path):
         for i in range(model.MetadataLength()):
             entry = model.Metadata(i)
             if (entry.Name() or b"").decode("utf-8", "replace") == META_MANIFEST:
-                out[META_MANIFEST] = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+                out[META_MANIFEST] = _buffer_bytes(model.Buffers(entry.Buffer()), buf)
         return out
     except Exception as e:  # a damaged flatbuffer can fail in many ways
         raise EdgekitError(f"{path}: damaged TFLite model, cannot read its metadata ({e})") from None
@@ -268,3 +268,11 @@ def _packed_labels(buf):
             return {LABELS_NAME: z.read(LABELS_NAME)} if LABELS_NAME in z.namelist() else {}
     except (zipfile.BadZipFile, ValueError, OSError, KeyError):
         return {}
+
+
+def _buffer_bytes(buffer, file_bytes):
+    """A buffer's bytes, inline or (as the LiteRT quantizer writes them) stored after the flatbuffer."""
+    if buffer.DataLength():
+        return buffer.DataAsNumpy().tobytes()
+    offset, size = buffer.Offset(), buffer.Size()
+    return file_bytes[offset:offset + size] if offset > 1 else b""

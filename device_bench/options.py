@@ -9,7 +9,12 @@ from dataclasses import dataclass, fields
 
 from device_bench.errors import EdgekitError
 
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
+PRECISIONS = ("fp32", "fp16", "dynamic", "int8")  # what TFLiteConverter makes (edgekit convert)
+# ...and int8 weights with int16 activations, which only the LiteRT quantizer makes (edgekit quantize)
+ALL_PRECISIONS = (*PRECISIONS, "int16x8")
+CALIBRATED = ("int8", "int16x8")  # precisions that need calibration images
+QUANTIZERS = ("tflite", "litert")  # TFLiteConverter (needs TensorFlow), the LiteRT quantizer (does not)
+KEEP_AS = ("float", "int16")  # what mixed precision makes of the layers it takes out of int8
 RUNTIMES = ("litert", "tflite-runtime", "tensorflow")
 IO_TYPES = ("uint8", "int8", "float32")  # of an int8 build's input and output; uint8 is what phone apps feed
 DEFAULT_IO = "uint8"

@@ -130,8 +130,13 @@ class Bundle(_Record):
     reused: bool = False
     conversion_seconds: float = None
     debug_layers: list = None
+    quantizer: str = None  # None for fp32, "tflite" (TFLiteConverter) or "litert" (the LiteRT quantizer)
+    layer_report: dict = None  # per-layer error: files written and the worst layers
+    recovery: dict = None  # --recover-accuracy: each step's accuracy, size and latency, the layers kept float
+    versus_tflite: dict = None  # a LiteRT quantizer build against TFLiteConverter's of the same precision
     error: str = None
-    _optional = ("error", "debug_layers", "target", "device")
+    _optional = ("error", "debug_layers", "quantizer", "layer_report", "recovery", "versus_tflite", "target",
+                 "device")
 
     def __fspath__(self):
         return self.path
@@ -143,19 +148,24 @@ class Bundle(_Record):
 
 
 class ConvertResult(Mapping):
-    """The bundles made from one model, by precision: ``result["int8"]`` is a Bundle."""
+    """The bundles made from one model, by precision: ``result["int8"]`` is a Bundle. When both quantizers
+    made a precision, the LiteRT quantizer's is ``result["int8_litert"]``."""
 
     def __init__(self, model, source, bundles):
         self.model, self.source, self.bundles = model, source, list(bundles)
 
-    def __getitem__(self, precision):
+    def _key(self, bundle):
+        twice = sum(b.precision == bundle.precision for b in self.bundles) > 1
+        return f"{bundle.precision}_{bundle.quantizer}" if twice and bundle.quantizer == "litert" else bundle.precision
+
+    def __getitem__(self, key):
         for b in self.bundles:
-            if b.precision == precision:
+            if self._key(b) == key:
                 return b
-        raise KeyError(precision)
+        raise KeyError(key)
 
     def __iter__(self):
-        return (b.precision for b in self.bundles)
+        return (self._key(b) for b in self.bundles)
 
     def __len__(self):
         return len(self.bundles)

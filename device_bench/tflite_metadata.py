@@ -398,6 +398,14 @@ def write_classifier_metadata(
     return _append_zip(_pack_model(model), packed)
 
 
+def without_entries(model_bytes, names):
+    """The model without the Model.metadata entries ``names``; packed files are kept."""
+    packed = read_packed_files(model_bytes)
+    model = _unpack_model(model_bytes)
+    model.metadata = [m for m in model.metadata or [] if _name(m.name) not in names]
+    return _append_zip(_pack_model(model), packed)
+
+
 def _set_entry(model, key, data):
     """Replace the Model.metadata entry ``key``'s buffer in place, or add a buffer and an entry."""
     model.metadata = model.metadata or []

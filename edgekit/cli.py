@@ -11,8 +11,8 @@ import click
 
 from device_bench.errors import EdgekitError
 from device_bench.interrupts import install as install_interrupts, interrupted
-from device_bench.options import (BENCH_OPTIONS, DEFAULT_CALIBRATION_COUNT, DEFAULT_IO, IO_TYPES, OPEN_OPTIONS,
-                                  PRECISIONS, PREPROCESSING_MODES, RUNTIMES, option_default)
+from device_bench.options import (ALL_PRECISIONS, BENCH_OPTIONS, DEFAULT_CALIBRATION_COUNT, DEFAULT_IO, IO_TYPES,
+                                  KEEP_AS, OPEN_OPTIONS, PREPROCESSING_MODES, QUANTIZERS, RUNTIMES, option_default)
 
 
 class EdgekitGroup(click.Group):
@@ -96,38 +96,95 @@ def exit_if_failed(failed):
         sys.exit(1)
 
 
+def pixel_options(f):
+    """How a model's pixels are scaled, and its class names (convert and quantize share them)."""
+    f = click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one per line.")(f)
+    f = click.option("--crop", type=float, help="Centre-crop fraction before resizing (zoo: 0.875).")(f)
+    f = click.option("--preprocessing", type=click.Choice(PREPROCESSING_MODES), help="A zoo preprocessing mode.")(f)
+    f = click.option("--std", help="Your model's pixel std, one value or three.")(f)
+    f = click.option("--mean", help="Your model's pixel mean, one value or three: it sees (pixel - mean) / std.")(f)
+    return f
+
+
+def quantize_options(f):
+    """Calibration, I/O type, evaluation images, per-layer report and mixed precision (convert and quantize)."""
+    f = click.option("--no-latency-limit", "latency_limit", is_flag=True, flag_value=False, default=True,
+                     help="Let --recover-accuracy go on when a mixed build runs slower than fp32 on this machine.")(f)
+    f = click.option("--keep-as", type=click.Choice(KEEP_AS), default="float", show_default=True,
+                     help="What --recover-accuracy makes of the layers it takes out of int8.")(f)
+    f = click.option("--recover-accuracy", type=float, metavar="TOP1_DROP",
+                     help="Keep the worst layers of an int8 build float, a few at a time, until top-1 on --eval "
+                          "is within TOP1_DROP points of fp32 (LiteRT quantizer).")(f)
+    f = click.option("--eval", "--eval-dir", "eval_dir", type=click.Path(),
+                     help="Images for the fidelity check (default: calibration); labelled class folders for "
+                          "--recover-accuracy.")(f)
+    f = click.option("--io", default=DEFAULT_IO, show_default=True, type=click.Choice(IO_TYPES),
+                     help="Input and output type of an int8 bundle (uint8: raw pixels, as phone apps feed them).")(f)
+    f = click.option("--calibration-count", default=DEFAULT_CALIBRATION_COUNT, show_default=True,
+                     help="At most this many images.")(f)
+    f = click.option("--calibration", type=click.Path(),
+                     help="Calibration images for int8 and int16x8 (default: sample_images/).")(f)
+    return f
+
+
+def bundle_options(precision_help):
+    """-p, -o, --force, --json: which bundles, and where (convert and quantize)."""
+    def decorate(f):
+        f = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")(f)
+        f = click.option("--force", is_flag=True, help="Replace existing bundles.")(f)
+        f = click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
+                         help="Folder that receives OUTDIR/<model>_<precision>/.")(f)
+        return click.option("-p", "--precision", "precisions", multiple=True, required=True,
+                            type=click.Choice(ALL_PRECISIONS), help=precision_help)(f)
+    return decorate
+
+
 @cli.command()
 @click.argument("source")
-@click.option("-p", "--precision", "precisions", multiple=True, required=True,
-              type=click.Choice(PRECISIONS), help="Repeat for several bundles.")
-@click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
-              help="Folder that receives OUTDIR/<model>_<precision>/.")
+@bundle_options("Repeat for several bundles (int16x8: --quantizer litert).")
 @model_options
-@click.option("--mean", help="Your model's pixel mean, one value or three: it sees (pixel - mean) / std.")
-@click.option("--std", help="Your model's pixel std, one value or three.")
-@click.option("--preprocessing", type=click.Choice(PREPROCESSING_MODES), help="A zoo preprocessing mode.")
-@click.option("--crop", type=float, help="Centre-crop fraction before resizing (zoo: 0.875).")
-@click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one per line.")
-@click.option("--calibration", type=click.Path(), help="int8 calibration images (default: sample_images/).")
-@click.option("--calibration-count", default=DEFAULT_CALIBRATION_COUNT, show_default=True,
-              help="At most this many images.")
-@click.option("--io", default=DEFAULT_IO, show_default=True, type=click.Choice(IO_TYPES),
-              help="Input and output type of an int8 bundle (uint8: raw pixels, as phone apps feed them).")
+@pixel_options
+@quantize_options
 @click.option("--fold-preprocessing/--no-fold-preprocessing", default=None,
               help="Make the model take raw RGB pixels, its normalization the first op of the graph "
                    "(default: on for zoo models).")
-@click.option("--eval", "eval_dir", type=click.Path(), help="Images for the fidelity check (default: calibration).")
+@click.option("--quantizer", "quantizers", multiple=True, type=click.Choice(QUANTIZERS), default=["tflite"],
+              show_default=True, help="tflite: TFLiteConverter; litert: the LiteRT quantizer on the fp32 .tflite. "
+                                      "Give both to compare them.")
+@click.option("--layer-report", is_flag=True,
+              help="Per-layer error of each quantized build against fp32: table, CSV, Model Explorer JSON, plot.")
 @click.option("--allow-tf-ops", is_flag=True, help="Allow TensorFlow ops (the device then needs TensorFlow).")
 @click.option("--debug-layers", is_flag=True, help="Per-layer int8 error with TF's QuantizationDebugger.")
 @click.option("--unsafe", is_flag=True, help="Allow unsafe deserialization (Lambda layers) of a .keras file.")
-@click.option("--force", is_flag=True, help="Replace existing bundles.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def convert(source, precisions, outdir, as_json, mean, std, **options):
+def convert(source, **options):
     """Convert SOURCE (a zoo name or a .keras/.h5/SavedModel) to TFLite bundles."""
-    from device_bench.images import parse_floats
     from edgekit import api
-    result = api.convert(source, precisions, outdir, mean=parse_floats(mean, "mean"), std=parse_floats(std, "std"),
-                         progress=progress, **options)
+    _make_bundles(api.convert, source, **options)
+
+
+@cli.command()
+@click.argument("model")
+@bundle_options("Repeat for several bundles; fp32 packages MODEL as it is.")
+@pixel_options
+@quantize_options
+@click.option("--report", "--layer-report", "layer_report", is_flag=True,
+              help="Per-layer error against the float model: table, CSV, Model Explorer JSON, plot.")
+def quantize(model, **options):
+    """Quantize MODEL (a float .tflite, or a bundle holding one) with the LiteRT quantizer, without TensorFlow."""
+    from edgekit import api
+    _make_bundles(api.quantize, model, **options)
+
+
+def _make_bundles(function, source, precisions, outdir, as_json, mean, std, **options):
+    """Call convert or quantize with the parsed options, then print what it made."""
+    from device_bench.images import parse_floats
+    result = function(source, precisions, outdir, mean=parse_floats(mean, "mean"), std=parse_floats(std, "std"),
+                      progress=progress, **options)
+    _print_bundles(result, as_json)
+
+
+def _print_bundles(result, as_json):
+    """What convert and quantize print: each bundle with its checks, reports and recovery, then the errors."""
     if as_json:
         echo_json(result.to_dict())
     for b in [] if as_json else result.bundles:
@@ -135,9 +192,39 @@ def convert(source, precisions, outdir, as_json, mean, std, **options):
             click.echo(f"{b.path}  {(b.file_size or 0) / 1e6:.2f} MB{_fidelity_note(b.fidelity)}")
             for row in b.debug_layers or []:
                 click.echo(f"  worst layer: {row['tensor']} ({row['op']}): RMSE/scale {row['rmse/scale']:.3f}")
+            if b.versus_tflite:
+                click.echo(f"  against TFLiteConverter's {b.precision}: top-1 agreement "
+                           f"{b.versus_tflite['top1_agreement']:.1%}, cosine {b.versus_tflite['cosine']:.4f}")
+            _print_layer_report(b.layer_report)
+            _print_recovery(b.recovery)
     for b in result.failed:
         click.echo(f"Error: {b.precision}: {b.error}", err=True)
     exit_if_failed(result.failed)
+
+
+def _print_layer_report(report):
+    if not report:
+        return
+    from converters.layer_errors import table
+    click.echo(f"  worst layers ({report['layers']} compared on {report['images']} calibration images; quant SNR: "
+               f"this layer's own rounding, as the next layer reads it):")
+    click.echo("\n".join("    " + line for line in table(report["worst"]).splitlines()))
+    click.echo("  " + ", ".join(f"{kind}: {path}" for kind, path in report["files"].items()))
+
+
+def _print_recovery(rec):
+    if not rec:
+        return
+    from device_bench.views import format_table
+    fp32 = dict(rec["fp32"], step="fp32", drop_points=0.0, kept=[])
+    click.echo(f"  mixed precision (target: top-1 within {rec['target_drop_points']} points of fp32):")
+    rows = format_table([fp32, *rec["steps"]], [
+        ("step", "step"), ("top-1", lambda r: f"{r['top1']:.2%}"), ("drop", lambda r: f"{r['drop_points']:.2f}"),
+        ("MB", lambda r: f"{r['size'] / 1e6:.2f}"), ("ms", "latency_ms"),
+        (f"kept {rec['keep_as']}", lambda r: ", ".join(x[-40:] for x in r["kept"]) or "-")])
+    click.echo("\n".join("    " + line for line in rows.splitlines()))
+    click.echo(f"  chose step {rec['chosen_step']}" + ("" if rec["reached"] else " (target not reached)")
+               + f"; stopped: {rec['stopped']}")
 
 
 def _fidelity_note(fid):

@@ -11,16 +11,24 @@ from click.testing import CliRunner
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_images"
 
-# A site-customisation that makes TensorFlow, Keras and click unimportable in a child process:
-# proves the device side runs where only numpy and a TFLite runtime are installed.
+# A site-customisation that makes the named packages unimportable in a child process: with
+# TensorFlow, Keras, click, edgekit and converters blocked it proves the device side runs where only
+# numpy and a TFLite runtime are installed; with TensorFlow and Keras alone, that `edgekit quantize` does.
 BLOCKER = """
 import sys
 class _Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('tensorflow', 'keras', 'click', 'edgekit', 'converters'):
-            raise ImportError(f'{name} is blocked in this test')
+        if name.split('.')[0] in {names!r}:
+            raise ImportError(f'{{name}} is blocked in this test')
 sys.meta_path.insert(0, _Block())
 """
+
+
+def _blocking_env(folder, names):
+    folder.joinpath("sitecustomize.py").write_text(BLOCKER.format(names=tuple(names)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(folder), str(ROOT)])
+    return env
 
 
 @pytest.fixture(scope="session")
@@ -45,11 +53,13 @@ def invoke(runner, cli):
 @pytest.fixture(scope="session")
 def blocked_env(tmp_path_factory):
     """Environment for a child python where tensorflow/keras/click/edgekit cannot be imported."""
-    d = tmp_path_factory.mktemp("blocker")
-    (d / "sitecustomize.py").write_text(BLOCKER)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(d), str(ROOT)])
-    return env
+    return _blocking_env(tmp_path_factory.mktemp("blocker"), ("tensorflow", "keras", "click", "edgekit", "converters"))
+
+
+@pytest.fixture(scope="session")
+def no_tf_env(tmp_path_factory):
+    """Environment for a child python where tensorflow and keras cannot be imported (edgekit can)."""
+    return _blocking_env(tmp_path_factory.mktemp("no_tf"), ("tensorflow", "keras"))
 
 
 def run_device(args, env, cwd=None, timeout=300):

@@ -138,3 +138,66 @@ def test_records_round_trip_and_error_rows():
     b = Bundle(precision="int8", path="/tmp/x_int8", file_size=3)
     assert b.to_dict()["bundle"] == "/tmp/x_int8" and __import__("os").fspath(b) == "/tmp/x_int8"
     assert not EvalResult(model="m", errors=[{"image": "a", "error": "bad"}]).ok
+
+
+def _steps(*figures):
+    return [{"step": i, "top1": t, "drop_points": round(100 * (0.95 - t), 2), "latency_ms": ms}
+            for i, (t, ms) in enumerate(figures)]
+
+
+@pytest.mark.parametrize("limit", [True, False])
+def test_mixed_precision_stops_when_slower_than_fp32(limit):
+    from converters.mixed_precision import _choose, _stop, latency_limited
+    from converters.pipeline import ConvertSettings
+    s = ConvertSettings(recover_accuracy=1.0, latency_limit=limit)
+    fp32 = {"top1": 0.95, "latency_ms": 10.0}
+    steps = _steps((0.80, 5.0), (0.90, 8.0), (0.945, 11.0))  # the last one is within bounds but slower than fp32
+    assert not latency_limited(steps[:2], fp32, limit) and latency_limited(steps, fp32, limit) == limit
+    if limit:
+        assert "slower than fp32" in _stop(steps, fp32, s) and _choose(steps, fp32, s)["step"] == 1
+    else:
+        assert _stop(steps, fp32, s) == "top-1 within bounds" and _choose(steps, fp32, s)["step"] == 2
+    slow_int8 = _steps((0.80, 12.0), (0.945, 14.0))  # int8 slower than fp32 here: latency cannot guide the search
+    assert not latency_limited(slow_int8, fp32, limit) and _choose(slow_int8, fp32, s)["step"] == 1
+    assert _stop(_steps((0.80, 5.0)), fp32, s) is None
+
+
+def test_settings_builds_and_folders():
+    from converters.pipeline import ConvertSettings
+    both = ConvertSettings(precisions=["fp32", "int8", "int16x8"], quantizers=["tflite", "litert"], outdir="o")
+    assert both.builds() == [("fp32", None), ("int8", "tflite"), ("int8", "litert"), ("int16x8", "litert")]
+    assert [both.folder("m", p, q) for p, q in both.builds()] == ["o/m_fp32", "o/m_int8", "o/m_int8_litert",
+                                                                  "o/m_int16x8"]
+    assert "quantizer" not in both.hashed("int8", "tflite") and both.hashed("int8", "litert")["quantizer"] == "litert"
+    with pytest.raises(EdgekitError, match="LiteRT quantizer only"):
+        ConvertSettings(precisions=["int16x8"]).builds()
+    from device_bench.records import Bundle, ConvertResult
+    r = ConvertResult("m", {}, [Bundle("int8", "a", quantizer="tflite"), Bundle("int8", "b", quantizer="litert"),
+                                Bundle("int16x8", "c", quantizer="litert")])
+    assert list(r) == ["int8", "int8_litert", "int16x8"] and r["int8_litert"].path == "b"
+
+
+def test_macs_counted_in_the_flatbuffer():
+    from converters.tflite_graph import Graph, Op, op_macs
+    t = lambda shape: {"name": "", "shape": shape, "type": "FLOAT32", "constant": False}  # noqa: E731
+    g = Graph(tensors=[t([1, 8, 8, 3]), t([16, 3, 3, 3]), t([1, 8, 8, 16]), t([16, 3, 3, 1]), t([1, 1, 3, 16 * 2]),
+                       t([1, 4, 4, 32]), t([10, 64]), t([2, 10])], ops=[], inputs=[0], outputs=[7],
+              has_signature=True)
+    assert op_macs(Op(0, "CONV_2D", [0, 1], [2]), g) == 8 * 8 * 16 * 3 * 3 * 3
+    assert op_macs(Op(1, "DEPTHWISE_CONV_2D", [2, 4], [5]), g) == 4 * 4 * 32 * 1 * 3
+    assert op_macs(Op(2, "FULLY_CONNECTED", [5, 6], [7]), g) == 2 * 10 * 64
+    assert op_macs(Op(3, "ADD", [2, 2], [2]), g) == 0
+
+
+def test_channel_weighted_quant_snr_sees_an_outlier_channel():
+    """A huge channel sets the scale and crushes the others; weighted by how the next layer reads each
+    channel, the loss shows, where the plain tensor SNR looks fine."""
+    from converters.layer_errors import weighted_snr_db
+    x = np.random.default_rng(0).uniform(0, 1, (1000, 8)).astype(np.float32)
+    x[:, 0] *= 1000.0
+    scale = x.max() / 255
+    noise, power = np.square(np.round(x / scale) * scale - x).sum(0), np.square(x).sum(0)
+    w = np.ones(8)
+    w[0] = 1e-6  # the next layer divides the outlier channel by 1000
+    assert weighted_snr_db(power, noise, [None]) > 40  # the plain tensor SNR looks fine
+    assert weighted_snr_db(power, noise, [None, w]) < 10  # the worst reader sees the crushed channels
