@@ -14,6 +14,9 @@ RUNTIMES = ("litert", "tflite-runtime", "tensorflow")
 IO_TYPES = ("int8", "uint8", "float32")
 PREPROCESSING_MODES = ("tf", "torch", "caffe")
 DEFAULT_CALIBRATION_COUNT = 200
+# edgekit train / compress (host side; defined here with the other option names)
+AUGMENTATIONS = ("none", "light", "flip")  # light: shift, rotate, zoom; flip: light + horizontal mirror
+COMPRESS_METHODS = ("prune", "distill", "qat")
 
 
 @dataclass(frozen=True)

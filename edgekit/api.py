@@ -103,3 +103,27 @@ def evaluate(model, dataset, compare=None, *, labels=None, mean=None, std=None, 
                                None if compare is None else os.fspath(compare), install_runtime,
                                progress or (lambda m: None), labels=labels, mean=mean, std=std, runtime=runtime)
     return [EvalResult.from_dict({"model": None, **r}) for r in rows]
+
+
+def _train_settings(options, base=None):
+    """TrainSettings from keyword options named as the CLI's (epochs, lr, seed, ...); unknown names fail."""
+    from dataclasses import fields, replace
+    from edgekit.training import TrainSettings
+    known = {f.name for f in fields(TrainSettings)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise EdgekitError(f"unknown training option {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    return replace(base or TrainSettings(), **{k: v for k, v in options.items() if v is not None}).validate()
+
+
+def train(model, dataset, output, *, alpha=None, size=None, weights="imagenet", mean=None, std=None,
+          preprocessing=None, crop=None, unsafe=False, force=False, progress=None, progress_bar=False, **settings):
+    """Train a zoo model or a model file on class folders; writes a .keras file that carries its
+    preprocessing and labels. ``settings`` are TrainSettings fields (epochs, lr, seed, ...).
+
+    Uses pretrained weights (frozen backbone, then unfrozen) when they can be had, else trains from
+    scratch and says so in ``note``. Returns a TrainResult."""
+    from edgekit.training import train_model
+    return train_model(model, dataset, output, _train_settings(settings), alpha=alpha, size=size, weights=weights,
+                       mean=mean, std=std, preprocessing=preprocessing, crop=crop, unsafe=unsafe, force=force,
+                       progress=progress, bar=progress_bar)

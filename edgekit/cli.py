@@ -196,6 +196,55 @@ def read_target_options(targets, targets_file, ssh_config):
     return read_targets(targets, targets_file, ssh_config)
 
 
+def training_options(f):
+    """--epochs, --lr, --seed, ...: generated from edgekit.training.TrainSettings (their one definition)."""
+    from dataclasses import MISSING, fields
+    from edgekit.training import TrainSettings
+    for fld in reversed(fields(TrainSettings)):
+        meta = fld.metadata
+        kind = click.Choice(meta["choices"]) if "choices" in meta else {"int": int, "float": float}.get(fld.type, fld.type)
+        default = fld.default if fld.default is not MISSING else None
+        f = click.option(f"--{fld.name.replace('_', '-')}", fld.name, type=kind, default=default,
+                         show_default=True, help=meta["help"])(f)
+    return f
+
+
+def _show_bar(as_json):
+    """Keras's progress bar on a terminal, not in --json output or a log."""
+    return not as_json and sys.stderr.isatty()
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("dataset", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .keras file.")
+@click.option("--alpha", type=float, help="Width multiplier (MobileNets).")
+@click.option("--size", type=int, help="Input size in pixels (square).")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="Pretrained backbone: 'imagenet' (used when Keras can fetch it), 'none' or a local weights file.")
+@click.option("--mean", help="Your model file's pixel mean, when it does not carry its preprocessing.")
+@click.option("--std", help="Your model file's pixel std.")
+@click.option("--preprocessing", type=click.Choice(PREPROCESSING_MODES), help="A zoo preprocessing mode.")
+@click.option("--crop", type=float, help="Centre-crop fraction before resizing (default 1: the whole image).")
+@training_options
+@click.option("--unsafe", is_flag=True, help="Allow unsafe deserialization (Lambda layers) of a .keras file.")
+@click.option("--force", is_flag=True, help="Replace an existing output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the training record as JSON.")
+def train(model, dataset, output, mean, std, as_json, **options):
+    """Train MODEL (a zoo name or a .keras file) on DATASET (one subfolder per class); the .keras file
+    it writes carries its preprocessing and labels, so `edgekit convert` needs neither."""
+    from device_bench.images import parse_floats
+    from edgekit import api
+    result = api.train(model, dataset, output, mean=parse_floats(mean, "mean"), std=parse_floats(std, "std"),
+                       progress=progress, progress_bar=_show_bar(as_json), **options)
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        click.echo(f"{result.path}: {result.model}, {len(result.labels)} classes, held-out top-1 "
+                   f"{result.val_top1:.2%} on {result.counts['val']} images after {result.epochs_run} epochs"
+                   + ("" if result.pretrained else " (trained from scratch)"))
+
+
 @cli.command()
 @click.argument("models", nargs=-1, required=True)
 @bench_options
