@@ -26,10 +26,12 @@ def check_sparsity(sparsity):
 
 
 def prunable(model):
-    """[(layer, kernel variable)] that pruning thins: Conv2D and Dense kernels of at least 1024 weights."""
+    """[(layer, kernel variable)] that pruning thins: Conv2D and Dense kernels of at least 1024 weights,
+    except the first weight layer (it sees the pixels) and the last (the classifier), which stay dense."""
     _, keras = import_tf()
+    weighted = [l for l in model.layers if any(w.path.endswith("kernel") for w in l.weights)]
     out = []
-    for layer in model.layers:
+    for layer in weighted[1:-1]:
         if type(layer) in (keras.layers.Conv2D, keras.layers.Dense):
             kernel = next(w for w in layer.weights if w.path.endswith("kernel"))
             if int(kernel.numpy().size) >= MIN_PRUNED_WEIGHTS:
@@ -114,7 +116,7 @@ def prune(model, data, settings, sparsity, progress, bar=False):
     with batchnorm_momentum(model, steps_per_epoch):
         # no early stopping: the best epoch could come before the target sparsity is reached
         history = fit(with_augmentation(model, settings), data, settings, progress, epochs=settings.epochs,
-                      lr=settings.lr or default_lr(model) / 10, callbacks=[callback], early_stop=False, bar=bar,
+                      lr=settings.lr or default_lr(model), callbacks=[callback], early_stop=False, bar=bar,
                       phase="prune: ")
     layers = zero_fractions(model, [layer for layer, _ in targets])
     pruned = [r for r in layers if r["pruned"]]

@@ -138,7 +138,7 @@ def _history_names(node):
         if "keras_history" in node:
             return [node["keras_history"][0]]
         return [n for v in node.values() for n in _history_names(v)]
-    if isinstance(node, list):
+    if isinstance(node, (list, tuple)):
         return [n for v in node for n in _history_names(v)]
     return []
 
@@ -217,10 +217,12 @@ def quantize_model(model):
 
     def call(layer, *args, **kwargs):
         args = keras.tree.map_structure(lambda a: quantized.get(id(a), a), args)
+        kwargs = {k: v for k, v in kwargs.items() if not (k == "mask" and v is None)}  # Identity takes no mask
         out = layer(*args, **kwargs)
         return ActivationQuantizer(name=f"{layer.name}_quant")(out) if layer.name in quantize_after else out
 
-    qmodel = keras.models.clone_model(model, input_tensors=inputs, clone_function=clone, call_function=call)
+    structure = inputs if isinstance(model.input, (list, tuple)) else inputs[0]
+    qmodel = keras.models.clone_model(model, input_tensors=structure, clone_function=clone, call_function=call)
     for layer in model.layers:
         if layer.name in folded_bns or not layer.weights or type(layer).__name__ == "InputLayer":
             continue
@@ -230,10 +232,12 @@ def quantize_model(model):
     return qmodel
 
 
-def calibrate(qmodel, x, batch_size=32, batches=8):
-    """Set the activation ranges from a few training batches before fine-tuning starts."""
+def calibrate(qmodel, x, batch_size=32, batches=8, seed=0):
+    """Set the activation ranges from a few shuffled training batches before fine-tuning starts."""
+    import numpy as np
+    order = np.random.default_rng(seed).permutation(len(x))
     for i in range(min(batches, -(-len(x) // batch_size))):
-        qmodel(x[i * batch_size:(i + 1) * batch_size], training=True)
+        qmodel(x[order[i * batch_size:(i + 1) * batch_size]], training=True)
 
 
 def qat(model, data, settings, progress, bar=False):
@@ -241,7 +245,7 @@ def qat(model, data, settings, progress, bar=False):
     from edgekit.training import default_lr, fit, top1, with_augmentation
     folds, quantize_after = plan(model)
     qmodel = quantize_model(model)
-    calibrate(qmodel, data.x, settings.batch_size)
+    calibrate(qmodel, data.x, settings.batch_size, seed=settings.seed)
     before = top1(qmodel, data.xv, data.yv)
     progress(f"qat: {len(folds)} BatchNorm layers folded, {len(quantize_after) + len(model.inputs)} activation "
              f"quantizers; held-out top-1 {before:.2%} before fine-tuning")
