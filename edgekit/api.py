@@ -35,9 +35,6 @@ def convert(model, precisions=("fp32",), outdir=".", *, alpha=None, size=None, c
         raise EdgekitError("give at least one precision with -p (fp32, fp16, dynamic, int8)")
     if calibration_count < 1:
         raise EdgekitError(f"--calibration-count must be at least 1, got {calibration_count}")
-    calibration = calibration or default_calibration()
-    if "int8" in precisions and calibration is None:
-        raise EdgekitError("int8 needs calibration images: give --calibration DIR")
     if debug_layers and "int8" not in precisions:
         raise EdgekitError("--debug-layers needs -p int8")
     outdir = os.path.abspath(outdir)
@@ -47,6 +44,10 @@ def convert(model, precisions=("fp32",), outdir=".", *, alpha=None, size=None, c
     keras_model, info = load_source(model, alpha=alpha, size=size, classes=classes, weights=weights, unsafe=unsafe,
                                     mean=mean, std=std, preprocessing=preprocessing, crop_fraction=crop,
                                     labels=labels)
+    trained_on = info.source.get("dataset")  # a model from edgekit train: calibrate on its own images
+    calibration = calibration or (trained_on if trained_on and os.path.isdir(trained_on) else default_calibration())
+    if "int8" in precisions and calibration is None:
+        raise EdgekitError("int8 needs calibration images: give --calibration DIR")
     settings = ConvertSettings(precisions=precisions, outdir=outdir, calibration_dir=calibration,
                                calibration_count=calibration_count, io=io, allow_tf_ops=allow_tf_ops,
                                eval_dir=eval_dir, debug_layers=debug_layers, force=force, reuse=reuse)

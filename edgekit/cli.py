@@ -104,7 +104,7 @@ def exit_if_failed(failed):
 @click.option("--preprocessing", type=click.Choice(PREPROCESSING_MODES), help="A zoo preprocessing mode.")
 @click.option("--crop", type=float, help="Centre-crop fraction before resizing (zoo: 0.875).")
 @click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one per line.")
-@click.option("--calibration", type=click.Path(), help="int8 calibration images (default: sample_images/).")
+@click.option("--calibration", type=click.Path(), help="int8 calibration images (default: the images an edgekit-trained model learned from, else sample_images/).")
 @click.option("--calibration-count", default=DEFAULT_CALIBRATION_COUNT, show_default=True,
               help="At most this many images.")
 @click.option("--io", default="int8", show_default=True, type=click.Choice(IO_TYPES),
