@@ -31,6 +31,7 @@ def edgekit(*args):
 
 
 def main():
+    """Train both networks, compress with each method, benchmark every int8 bundle, print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", default="/tmp/edgekit-compress-bench")
     ap.add_argument("--rounds", type=int, default=3)

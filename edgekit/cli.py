@@ -303,7 +303,11 @@ def _step_lines(step):
     """The few lines that say what one compression step found."""
     d = step["details"]
     if step["method"] == "prune":
-        return [f"pruned {sum(r['pruned'] for r in d['layers'])} layers: {d['pruned_zero_fraction']:.1%} of their "
+        from device_bench.views import format_table
+        rows = [dict(r, kept="pruned" if r["pruned"] else "dense") for r in d["layers"]]
+        return [format_table(rows, [("layer", "layer"), ("type", "type"), ("weights", "weights"),
+                                    ("zero fraction", "zero_fraction"), ("", "kept")]),
+                f"pruned {sum(r['pruned'] for r in d['layers'])} layers: {d['pruned_zero_fraction']:.1%} of their "
                 f"{d['pruned_weights']:,} weights are zero (the raw .tflite does not shrink, and XNNPACK runs "
                 f"no faster; the gzip'd size does shrink)"]
     if step["method"] == "distill":

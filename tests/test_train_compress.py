@@ -127,27 +127,42 @@ def test_distillation_loss_is_never_negative_unlike_keras_default():
         ours = DistillationLoss(10, temperature=t, label_weight=0.0)
         assert float(ours(labels, np.concatenate([student, teacher], 1))) >= 0
         assert float(ours(labels, np.concatenate([teacher, teacher], 1))) == pytest.approx(0, abs=1e-5)
+    # positive logits, the student more confident than the teacher: KL on raw logits is negative
+    teacher = rng.uniform(0, 4, (64, 10)).astype("float32")
+    student = teacher + rng.uniform(0, 4, (64, 10)).astype("float32")
     builtin = keras.distillation.LogitsDistillation(temperature=4.0)
     assert float(builtin.compute_loss(teacher, student)) < 0
+    assert float(DistillationLoss(10, temperature=4.0, label_weight=0.0)(labels, np.concatenate([student, teacher], 1))) > 0
 
 
 def test_qat_int8_matches_fp32_with_no_quantize_inside(trained, invoke, digits, tmp_path):
-    record = _json(invoke("compress", trained["mobilenet_v2"][0], digits["train"], "--method", "qat", "--epochs", 2,
+    dense_path = trained["mobilenet_v2"][0]
+    record = _json(invoke("compress", dense_path, digits["train"], "--method", "qat", "--epochs", 4,
                           "--augment", "none", "-o", tmp_path / "q.keras", "--json"))
     dense, q = record["measurements"]
-    print(f"fp32 {dense['top1']:.2%}, post-training int8 {dense['int8_top1']:.2%}, QAT int8 {q['int8_top1']:.2%}")
-    assert q["int8_top1"] >= dense["top1"] - 0.005 and q["quantize_ops"] == 0
-    assert record["steps"][0]["details"]["folded_batchnorms"] > 30
+    assert q["quantize_ops"] == 0 and record["steps"][0]["details"]["folded_batchnorms"] > 30
     # converted again like any other model; float I/O puts QUANTIZE and DEQUANTIZE at the edges only
     from converters.keras_to_tflite import op_sequence
-    for io in ("int8", "float32"):
-        summary = _json(invoke("convert", tmp_path / "q.keras", "-p", "int8", "--io", io, "--calibration",
-                               digits["train"], "--calibration-count", 20, "-o", tmp_path / io, "--json"))
-        ops = op_sequence((tmp_path / io / summary["bundles"][0]["bundle"] / "model.tflite").read_bytes())
-        inside = [o for o in ops[1:-1] if o in ("QUANTIZE", "DEQUANTIZE")]
-        assert not inside and ("QUANTIZE" in ops) == (io == "float32"), ops
-        acc = _json(invoke("evaluate", tmp_path / io / summary["bundles"][0]["bundle"], digits["test"], "--json"))
-        assert acc["top1"] >= 0.93
+    test_top1 = {}
+    for name, source, precision, io in (("fp32", dense_path, "fp32", "int8"), ("qat", tmp_path / "q.keras", "int8", "int8"),
+                                        ("qat-float-io", tmp_path / "q.keras", "int8", "float32")):
+        summary = _json(invoke("convert", source, "-p", precision, "--io", io, "--calibration", digits["train"],
+                               "--calibration-count", 20, "-o", tmp_path / name, "--json"))
+        bundle = tmp_path / name / summary["bundles"][0]["bundle"]
+        ops = op_sequence((bundle / "model.tflite").read_bytes())
+        if precision == "int8":
+            assert not [o for o in ops[1:-1] if o in ("QUANTIZE", "DEQUANTIZE")], ops
+            assert (ops[0], ops[-1]) == (("QUANTIZE", "DEQUANTIZE") if io == "float32" else (ops[0], ops[-1]))
+            assert ("QUANTIZE" in ops) == (io == "float32"), ops
+        test_top1[name] = _json(invoke("evaluate", bundle, digits["test"], "--json"))["top1"]
+    # 0.5 point is under two images of the 287 held out; judge it on those and the 360 test images together
+    n_val, n_test = 287, 360
+    fp32 = (dense["top1"] * n_val + test_top1["fp32"] * n_test) / (n_val + n_test)
+    qat = (q["int8_top1"] * n_val + test_top1["qat"] * n_test) / (n_val + n_test)
+    print(f"held-out: fp32 {dense['top1']:.2%}, post-training int8 {dense['int8_top1']:.2%}, QAT int8 "
+          f"{q['int8_top1']:.2%}; test split: fp32 {test_top1['fp32']:.2%}, QAT int8 {test_top1['qat']:.2%}; "
+          f"both: fp32 {fp32:.2%}, QAT int8 {qat:.2%}")
+    assert qat >= fp32 - 0.005 and test_top1["qat-float-io"] == pytest.approx(test_top1["qat"], abs=0.01)
 
 
 # -- bad input: one line, before any training --------------------------------------------------------------
@@ -155,8 +170,8 @@ def test_qat_int8_matches_fp32_with_no_quantize_inside(trained, invoke, digits, 
 def test_dataset_with_one_class_or_an_empty_class(invoke, digits, tmp_path):
     one = tmp_path / "one"
     (one / "cats").mkdir(parents=True)
-    (one / "cats" / "a.png").write_bytes((digits["train"] / "0" / sorted((digits["train"] / "0").iterdir())[0].name)
-                                         .read_bytes())
+    for image in sorted((digits["train"] / "0").iterdir())[:2]:
+        (one / "cats" / image.name).write_bytes(image.read_bytes())
     _one_line_error(invoke("train", "squeezenet1_1", one, "-o", tmp_path / "m.keras"), "only one class folder (cats)")
     (one / "dogs").mkdir()
     _one_line_error(invoke("train", "squeezenet1_1", one, "-o", tmp_path / "m.keras"), "dogs", "no images")
