@@ -80,6 +80,9 @@ def distillation_trainer(student, teacher, student_prep, teacher_prep, settings)
     _, keras = import_tf()
     student_logits, write_back = logits_model(student)
     teacher_logits, _ = logits_model(teacher)
+    # distinct names, so a teacher and a student of the same architecture can sit in one graph
+    student_logits = keras.Model(student_logits.input, student_logits.output, name="student_logits")
+    teacher_logits = keras.Model(teacher_logits.input, teacher_logits.output, name="teacher_logits")
     teacher.trainable = False
     inputs = keras.Input(shape=student.input_shape[1:])
     x = inputs

@@ -236,3 +236,19 @@ compress = [{{ method = "prune", sparsity = 0.5, epochs = 2 }}, {{ method = ["pr
     assert "squeezenet1_1_32 pruned-50%+qat" in report and "gzip MB" in report
     assert (tmp_path / "out" / "tradeoff.png").stat().st_size > 0
     assert "edgekit convert " + str(tmp_path / "out" / "models" / "squeezenet1_1_32.keras") + " -p int8" in report
+
+
+def test_teacher_and_student_may_share_an_architecture():
+    """Same layer names on both sides: the distillation graph still builds, and its teacher half is frozen."""
+    import keras
+    from device_bench.images import make_preprocessing
+    from edgekit.distill import distillation_trainer
+    from edgekit.models import create_model
+    from edgekit.training import TrainSettings
+    teacher, student = (create_model("squeezenet1_1", size=32, classes=10) for _ in range(2))
+    trainer, _ = distillation_trainer(student, teacher, make_preprocessing("torch"), make_preprocessing("tf"),
+                                      TrainSettings(augment="none"))
+    out = trainer(np.zeros((2, 32, 32, 3), "float32"))
+    assert tuple(out.shape) == (2, 20) and not teacher.trainable
+    assert {w.path for w in trainer.trainable_weights} == {w.path for w in student.trainable_weights}
+    assert isinstance(trainer, keras.Model)
