@@ -73,19 +73,40 @@ def describe_conversion_error(e):
     return f"conversion failed: {lines[0].strip()[:400]}"
 
 
-def op_names(tflite_bytes):
-    """Operator names in a .tflite file, to spot broken conversions and ops that need TensorFlow."""
+def _operator_codes(tflite_bytes):
+    """(the flatbuffer Model, the name of each operator code it declares, in order)."""
     from device_bench.manifest import tflite_schema
     schema = tflite_schema()
     model = schema.Model.GetRootAs(tflite_bytes, 0)
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    out = set()
+    codes = []
     for i in range(model.OperatorCodesLength()):
         code = model.OperatorCodes(i)
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        out.add(names.get(builtin, str(builtin)) if builtin != schema.BuiltinOperator.CUSTOM
-                else (code.CustomCode() or b"CUSTOM").decode())
+        codes.append(names.get(builtin, str(builtin)) if builtin != schema.BuiltinOperator.CUSTOM
+                     else (code.CustomCode() or b"CUSTOM").decode())
+    return model, codes
+
+
+def op_names(tflite_bytes):
+    """Operator names in a .tflite file, to spot broken conversions and ops that need TensorFlow."""
+    return set(_operator_codes(tflite_bytes)[1])
+
+
+def op_sequence(tflite_bytes):
+    """The operators of a .tflite file in execution order (every subgraph), e.g. ['QUANTIZE', 'CONV_2D', ...]."""
+    model, codes = _operator_codes(tflite_bytes)
+    out = []
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        out += [codes[graph.Operators(i).OpcodeIndex()] for i in range(graph.OperatorsLength())]
     return out
+
+
+def op_counts(tflite_bytes):
+    """How many times each operator runs in a .tflite file, e.g. {'CONV_2D': 35, 'ADD': 10}."""
+    from collections import Counter
+    return dict(Counter(op_sequence(tflite_bytes)))
 
 
 def verify_tflite(tflite_bytes, interpreter, where):

@@ -20,6 +20,9 @@ IO_TYPES = ("uint8", "int8", "float32")  # of an int8 build's input and output; 
 DEFAULT_IO = "uint8"
 PREPROCESSING_MODES = ("tf", "torch", "caffe")
 DEFAULT_CALIBRATION_COUNT = 200
+# edgekit train / compress (host side; defined here with the other option names)
+AUGMENTATIONS = ("none", "light", "flip")  # light: shift, rotate, zoom; flip: light + horizontal mirror
+COMPRESS_METHODS = ("prune", "distill", "qat")
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,9 @@ def convert(model, precisions=("fp32",), outdir=".", *, alpha=None, size=None, c
     keras_model, info = load_source(model, alpha=alpha, size=size, classes=classes, weights=weights, unsafe=unsafe,
                                     mean=mean, std=std, preprocessing=preprocessing, crop_fraction=crop,
                                     labels=labels)
+    trained_on = info.source.get("dataset")  # a model from edgekit train: calibrate on its own images
+    if calibration is None and trained_on and os.path.isdir(trained_on):
+        settings.calibration_dir = trained_on
     if fold_preprocessing if fold_preprocessing is not None else info.source["kind"] == "zoo":
         from converters.folding import fold_preprocessing as fold
         keras_model, info.preprocessing = fold(keras_model, info.preprocessing)
@@ -177,3 +180,43 @@ def evaluate(model, dataset, compare=None, *, labels=None, mean=None, std=None, 
                                None if compare is None else os.fspath(compare), install_runtime,
                                progress or (lambda m: None), labels=labels, mean=mean, std=std, **open_options)
     return [EvalResult.from_dict({"model": None, **r}) for r in rows]
+
+
+def _train_settings(options, base=None):
+    """TrainSettings from keyword options named as the CLI's (epochs, lr, seed, ...); unknown names fail."""
+    from dataclasses import fields, replace
+    from edgekit.training import TrainSettings
+    known = {f.name for f in fields(TrainSettings)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise EdgekitError(f"unknown training option {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    return replace(base or TrainSettings(), **{k: v for k, v in options.items() if v is not None}).validate()
+
+
+def train(model, dataset, output, *, alpha=None, size=None, weights="imagenet", mean=None, std=None,
+          preprocessing=None, crop=None, unsafe=False, force=False, progress=None, progress_bar=False, **settings):
+    """Train a zoo model or a model file on class folders; writes a .keras file that carries its
+    preprocessing and labels. ``settings`` are TrainSettings fields (epochs, lr, seed, ...).
+
+    Uses pretrained weights (frozen backbone, then unfrozen) when they can be had, else trains from
+    scratch and says so in ``note``. Returns a TrainResult."""
+    from edgekit.training import train_model
+    return train_model(model, dataset, output, _train_settings(settings), alpha=alpha, size=size, weights=weights,
+                       mean=mean, std=std, preprocessing=preprocessing, crop=crop, unsafe=unsafe, force=force,
+                       progress=progress, bar=progress_bar)
+
+
+def compress(model, dataset, output, methods=("prune",), *, sparsity=None, student=None, alpha=None, size=None,
+             temperature=None, label_weight=None, baseline=True, mean=None, std=None, preprocessing=None,
+             unsafe=False, force=False, progress=None, progress_bar=False, **settings):
+    """Prune, distill and/or quantization-aware-train a model file, in the order of ``methods``; writes a
+    .keras file that keeps the input's preprocessing and labels.
+
+    ``settings`` are TrainSettings fields (epochs, lr, seed, ...); the held-out split defaults to the one
+    the model was trained with. Each stage is measured (Keras and int8 top-1, raw and gzip size, latency).
+    Returns a CompressResult."""
+    from edgekit.compression import compress_model
+    return compress_model(model, dataset, output, methods, settings, sparsity=sparsity, student=student, alpha=alpha,
+                          size=size, temperature=temperature, label_weight=label_weight, baseline=baseline, mean=mean,
+                          std=std, preprocessing=preprocessing, unsafe=unsafe, force=force, progress=progress,
+                          bar=progress_bar)

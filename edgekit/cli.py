@@ -12,7 +12,7 @@ import click
 from device_bench.errors import EdgekitError
 from device_bench.interrupts import install as install_interrupts, interrupted
 from device_bench.options import (ALL_PRECISIONS, BENCH_OPTIONS, DEFAULT_CALIBRATION_COUNT, DEFAULT_IO, IO_TYPES,
-                                  KEEP_AS, OPEN_OPTIONS, PREPROCESSING_MODES, QUANTIZERS, RUNTIMES, option_default)
+                                  COMPRESS_METHODS, KEEP_AS, OPEN_OPTIONS, PREPROCESSING_MODES, QUANTIZERS, RUNTIMES, option_default)
 
 
 class EdgekitGroup(click.Group):
@@ -283,6 +283,130 @@ def read_target_options(targets, targets_file, ssh_config):
         return None
     from edgekit.targets import read_targets
     return read_targets(targets, targets_file, ssh_config)
+
+
+def training_options(f):
+    """--epochs, --lr, --seed, ...: generated from edgekit.training.TrainSettings (their one definition)."""
+    from dataclasses import MISSING, fields
+    from edgekit.training import TrainSettings
+    for fld in reversed(fields(TrainSettings)):
+        meta = fld.metadata
+        kind = click.Choice(meta["choices"]) if "choices" in meta else {"int": int, "float": float}.get(fld.type, fld.type)
+        default = fld.default if fld.default is not MISSING else None
+        f = click.option(f"--{fld.name.replace('_', '-')}", fld.name, type=kind, default=default,
+                         show_default=True, help=meta["help"])(f)
+    return f
+
+
+def _show_bar(as_json):
+    """Keras's progress bar on a terminal, not in --json output or a log."""
+    return not as_json and sys.stderr.isatty()
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("dataset", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .keras file.")
+@click.option("--alpha", type=float, help="Width multiplier (MobileNets).")
+@click.option("--size", type=int, help="Input size in pixels (square).")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="Pretrained backbone: 'imagenet' (used when Keras can fetch it), 'none' or a local weights file.")
+@click.option("--mean", help="Your model file's pixel mean, when it does not carry its preprocessing.")
+@click.option("--std", help="Your model file's pixel std.")
+@click.option("--preprocessing", type=click.Choice(PREPROCESSING_MODES), help="A zoo preprocessing mode.")
+@click.option("--crop", type=float, help="Centre-crop fraction before resizing (default 1: the whole image).")
+@training_options
+@click.option("--unsafe", is_flag=True, help="Allow unsafe deserialization (Lambda layers) of a .keras file.")
+@click.option("--force", is_flag=True, help="Replace an existing output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the training record as JSON.")
+def train(model, dataset, output, mean, std, as_json, **options):
+    """Train MODEL (a zoo name or a .keras file) on DATASET (one subfolder per class); the .keras file
+    it writes carries its preprocessing and labels, so `edgekit convert` needs neither."""
+    from device_bench.images import parse_floats
+    from edgekit import api
+    result = api.train(model, dataset, output, mean=parse_floats(mean, "mean"), std=parse_floats(std, "std"),
+                       progress=progress, progress_bar=_show_bar(as_json), **options)
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        click.echo(f"{result.path}: {result.model}, {len(result.labels)} classes, held-out top-1 "
+                   f"{result.val_top1:.2%} on {result.counts['val']} images after {result.epochs_run} epochs"
+                   + ("" if result.pretrained else " (trained from scratch)"))
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.argument("dataset", type=click.Path())
+@click.option("--method", "methods", multiple=True, required=True, type=click.Choice(COMPRESS_METHODS),
+              help="prune, distill or qat; repeat to chain them in the order given (qat last).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .keras file.")
+@click.option("--sparsity", type=float, help="prune: fraction of weights set to zero, in (0, 1)  [default: 0.75].")
+@click.option("--student", help="distill: the student, a zoo name (e.g. squeezenet1_1) or a .keras file.")
+@click.option("--alpha", type=float, help="distill: the zoo student's width multiplier.")
+@click.option("--size", type=int, help="distill: the zoo student's input size (default: the teacher's).")
+@click.option("--temperature", type=float, help="distill: softmax temperature  [default: 4].")
+@click.option("--label-weight", type=float, help="distill: weight of the hard-label loss, in [0, 1]  [default: 0.1].")
+@click.option("--baseline/--no-baseline", default=True, show_default=True,
+              help="distill: also train the student alone (same seed and epochs) to compare.")
+@click.option("--mean", help="Pixel mean, for a model file that does not carry its preprocessing.")
+@click.option("--std", help="Pixel std, likewise.")
+@click.option("--preprocessing", type=click.Choice(PREPROCESSING_MODES), help="A zoo preprocessing mode, likewise.")
+@training_options
+@click.option("--unsafe", is_flag=True, help="Allow unsafe deserialization (Lambda layers) of a .keras file.")
+@click.option("--force", is_flag=True, help="Replace an existing output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the record (every step and measurement) as JSON.")
+def compress(model, dataset, methods, output, mean, std, as_json, **options):
+    """Compress MODEL (.keras) with DATASET's class folders: prune, distill, qat, chained in the order given.
+
+    Each stage is measured: top-1 on the held-out split (Keras, then its int8 .tflite in LiteRT), the
+    .tflite's raw and gzip'd size and its latency. Pruning shrinks only the gzip'd size: the raw file
+    stays as large, and XNNPACK runs unstructured sparsity no faster."""
+    from device_bench.images import parse_floats
+    from edgekit import api
+    result = api.compress(model, dataset, output, methods, mean=parse_floats(mean, "mean"),
+                          std=parse_floats(std, "std"), progress=progress, progress_bar=_show_bar(as_json), **options)
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    from device_bench.views import format_table
+    click.echo(format_table([_measurement_row(m) for m in result.measurements], MEASUREMENT_COLUMNS))
+    for step in result.steps:
+        for line in _step_lines(step):
+            click.echo(line)
+    click.echo(f"wrote {result.path}")
+
+
+MEASUREMENT_COLUMNS = [("stage", "stage"), ("top-1", "top1"), ("int8 top-1", "int8_top1"), ("tflite KB", "kb"),
+                       ("gzip KB", "gzip_kb"), ("p50 ms", "latency_ms"), ("Q/DQ ops", "quantize_ops"),
+                       ("error", "error")]
+
+
+def _measurement_row(m):
+    row = dict(vars(m))
+    row["kb"] = m.tflite_bytes and m.tflite_bytes / 1e3
+    row["gzip_kb"] = m.gzip_bytes and m.gzip_bytes / 1e3
+    return row
+
+
+def _step_lines(step):
+    """The few lines that say what one compression step found."""
+    d = step["details"]
+    if step["method"] == "prune":
+        from device_bench.views import format_table
+        rows = [dict(r, kept="pruned" if r["pruned"] else "dense") for r in d["layers"]]
+        return [format_table(rows, [("layer", "layer"), ("type", "type"), ("weights", "weights"),
+                                    ("zero fraction", "zero_fraction"), ("", "kept")]),
+                f"pruned {sum(r['pruned'] for r in d['layers'])} layers: {d['pruned_zero_fraction']:.1%} of their "
+                f"{d['pruned_weights']:,} weights are zero (the raw .tflite does not shrink, and XNNPACK runs "
+                f"no faster; the gzip'd size does shrink)"]
+    if step["method"] == "distill":
+        alone = d.get("student_alone_top1")
+        return [f"distilled {d['student']}: top-1 {d['distilled_top1']:.2%}" +
+                (f" against {alone:.2%} trained alone (same seed and epochs)" if alone is not None else "") +
+                f"; teacher {d['teacher_top1']:.2%}"]
+    return [f"qat: int8 top-1 {step['after']['int8_top1']:.2%} against post-training int8 "
+            f"{step['before']['int8_top1']:.2%}" if step["after"].get("int8_top1") is not None
+            and step["before"].get("int8_top1") is not None else "qat: int8 accuracy not measured"]
 
 
 @cli.command()

@@ -14,7 +14,7 @@ REPORT_FILES = ("results.json", "results.csv", "tradeoff.png", "report.md")
 MARKERS = {"fp32": "o", "fp16": "s", "dynamic": "^", "int8": "D"}
 COLUMNS = [
     ("model", "model"), ("precision", "precision"), ("threads", "threads"), ("params", "params"),
-    ("MACs (M)", "macs_m"), ("size MB", "size_mb"), ("size vs fp32", "size_vs_fp32"),
+    ("MACs (M)", "macs_m"), ("size MB", "size_mb"), ("gzip MB", "gzip_mb"), ("size vs fp32", "size_vs_fp32"),
     ("top-1", "top1"), ("top-5", "top5"), ("agree fp32", "agreement_fp32"),
     ("init ms", "init_ms"), ("p50 ms", "p50_ms"), ("p90 ms", "p90_ms"), ("speed-up", "speedup_vs_fp32"),
     ("peak RSS MB", "peak_rss_mb"), ("GMAC/s", "gmacs_per_s"), ("of peak", "fraction_of_peak"), ("error", "error"),
@@ -42,6 +42,7 @@ def table_rows(results):
             row = {"device": device_label(env), "model": r["model"], "family": r.get("family"),
                    "precision": r["precision"], "threads": b and b["threads"], "params": r.get("params"),
                    "macs_m": r.get("macs") and r["macs"] / 1e6, "size_mb": r.get("file_size") and r["file_size"] / 1e6,
+                   "gzip_mb": r.get("gzip_size") and r["gzip_size"] / 1e6, "variant": r.get("variant"),
                    "top1": r.get("top1"), "top5": r.get("top5"), "agreement_fp32": r.get("agreement_fp32"),
                    "trained_weights": r.get("trained_weights"), "error": r.get("error")}
             if b:

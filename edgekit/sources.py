@@ -45,14 +45,32 @@ def load_source(source, *, alpha=None, size=None, classes=None, weights="none", 
         model, name, record = _from_model(source, unsafe)
         spec = None
         _check_image_input(model, size, _describe(source))
-        if mean is None and std is None and preprocessing is None:
+        meta = _stored_meta(source, record)
+        if mean is None and std is None and preprocessing is None and meta.get("preprocessing"):
+            prep = dict(meta["preprocessing"], **({} if crop_fraction is None else {"crop_fraction": crop_fraction}))
+        elif mean is None and std is None and preprocessing is None:
             raise EdgekitError(f"{_describe(source)}: say how the model's pixels are scaled with --mean and --std "
                                f"(e.g. --mean 127.5 --std 127.5 for [-1, 1]) or --preprocessing tf|torch|caffe; "
                                f"a guess would calibrate on the wrong scale")
-        prep = make_preprocessing(preprocessing, mean, std, 1.0 if crop_fraction is None else crop_fraction)
+        else:
+            prep = make_preprocessing(preprocessing, mean, std, 1.0 if crop_fraction is None else crop_fraction)
+        if not labels and meta.get("labels"):
+            labels = meta["labels"]
     names = labels_for(labels, spec, model, record.get("weights"))
     return model, ModelInfo(name=name, preprocessing=prep, source=record, params=model.count_params(),
                             macs=count_macs(model), labels=names)
+
+
+def _stored_meta(source, record):
+    """What a model file made by `edgekit train`/`compress` says of itself; its facts join ``record``."""
+    from edgekit.model_meta import read_model_meta
+    meta = read_model_meta(source) if isinstance(source, (str, os.PathLike)) else None
+    if not meta:
+        return {}
+    record.update({k: meta[k] for k in ("family", "compression") if meta.get(k)})
+    if (meta.get("training") or {}).get("dataset"):
+        record["dataset"] = meta["training"]["dataset"]
+    return meta
 
 
 def _describe(source):

@@ -4,6 +4,7 @@
 row with its error; the rest of the run goes on.
 """
 
+import gzip
 import os
 import resource
 import shlex
@@ -69,8 +70,64 @@ class _StudyRun:
             self.note(f"{label}: ImageNet weights could not be fetched ({e.reason[:120]}); random weights")
             return convert(label, self.study.precisions, self.bundles, weights="none", **kwargs)
 
+    def trained_rows(self, m):
+        """A model entry with train/compress steps: train it on the study's dataset, then one set of rows for
+        the trained model and one per compressed variant (its name, e.g. 'pruned-75%', after the model's)."""
+        from edgekit import api
+        from edgekit.compression import stage_label
+        label, folder = m.get("source") or m["name"], os.path.join(self.outdir, "models")
+        os.makedirs(folder, exist_ok=True)
+        quiet = lambda s: self.progress(f"   {s}")  # noqa: E731
+        path = m.get("source")
+        try:
+            if "train" in m:
+                self.progress(f"== {label}: training on {self.study.dataset}")
+                t0 = time.time()
+                r = api.train(label, self.study.dataset, os.path.join(folder, f"{_trained_name(m)}.keras"),
+                              alpha=m.get("alpha"), size=m.get("size"), weights=m.get("weights", self.study.weights),
+                              mean=m.get("mean"), std=m.get("std"), preprocessing=m.get("preprocessing"), force=True,
+                              progress=quiet, **m["train"])
+                self.stage(label, "train", t0)
+                path = r.path
+                if r.note:
+                    self.note(r.note)
+        except EdgekitError as e:
+            self.progress(f"   error: {e}")
+            return [{"model": label, "precision": p, "error": str(e)} for p in self.study.precisions]
+        rows = self.model_rows({"source": path})
+        for variant in m.get("compress", []):
+            rows += self.variant_rows(path, dict(variant), stage_label, quiet)
+        return rows
+
+    def variant_rows(self, path, options, stage_label, quiet):
+        """Rows of one compressed variant of the model file ``path``."""
+        from edgekit import api
+        methods = options.pop("method")
+        methods = [methods] if isinstance(methods, str) else list(methods)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        try:
+            name = stage_label(methods, options.get("sparsity", 0.75 if "prune" in methods else None))
+        except KeyError:
+            name = "+".join(map(str, methods))  # an unknown method: compress names it in the error row
+        self.progress(f"== {stem}: compressing ({name})")
+        t0 = time.time()
+        try:
+            out = api.compress(path, self.study.dataset, os.path.join(os.path.dirname(path), f"{stem}-{name.replace('%', '')}.keras"),
+                               methods, force=True, progress=quiet, **options).path
+        except EdgekitError as e:
+            self.progress(f"   error: {e}")
+            return [{"model": f"{stem} {name}", "variant": name, "precision": p, "error": str(e)}
+                    for p in self.study.precisions]
+        self.stage(f"{stem} {name}", "compress", t0)
+        rows = self.model_rows({"source": out})
+        for row in rows:
+            row.update(model=f"{stem} {name}", variant=name)
+        return rows
+
     def model_rows(self, m):
         """The rows of one model entry: one per precision, measured or with its error."""
+        if "train" in m or "compress" in m:
+            return self.trained_rows(m)
         label = m.get("source") or m["name"]
         self.progress(f"== {label}: converting to {', '.join(self.study.precisions)}")
         t0 = time.time()
@@ -103,8 +160,12 @@ class _StudyRun:
         """Manifest facts, a benchmark per thread count, classification and accuracy for one bundle."""
         from device_bench.manifest import read_bundle
         from device_bench.sweep import run_isolated
-        manifest = read_bundle(bundle).manifest
+        ref = read_bundle(bundle)
+        manifest = ref.manifest
+        with open(ref.tflite_path, "rb") as f:
+            gzip_size = len(gzip.compress(f.read(), 9))
         out = {"params": manifest.get("params"), "macs": manifest.get("macs"), "file_size": manifest["file_size"],
+               "gzip_size": gzip_size,
                "fidelity": manifest.get("fidelity") if trained else None, "bench": []}
         for t in self.study.threads:
             self.progress(f"   {name}: benchmarking, {t} thread(s)")
@@ -192,6 +253,15 @@ def _add_fp32_agreement(rows):
             r["agreement_fp32"] = sum(mine.get(k) == v for k, v in base.items()) / len(base)
 
 
+def _trained_name(m):
+    """The file name of a study's trained model: the zoo name with width and size, or the file's stem."""
+    if "source" in m:
+        return os.path.splitext(os.path.basename(m["source"]))[0] + "_trained"
+    from edgekit.models import resolve_args
+    spec, alpha, size, _, _ = resolve_args(m["name"], m.get("alpha"), m.get("size"), None, "none")
+    return f"{m['name']}_{round(alpha * 100):03d}_{size}" if len(spec.alphas) > 1 else f"{m['name']}_{size}"
+
+
 def _has_imagenet_weights(name):
     from edgekit.models import get_spec
     try:
@@ -205,10 +275,12 @@ def _convert_command(source, study, m, outdir):
     if source["kind"] == "zoo":
         args = [source["model"], "--alpha", f"{source['alpha']:g}", "--size", str(source["size"]),
                 "--classes", str(source["classes"]), "--weights", source["weights"]]
-    else:
+    elif m.get("preprocessing") or m.get("mean"):
         args = [source["path"]] + (["--preprocessing", m["preprocessing"]] if m.get("preprocessing") else
                                    ["--mean", ",".join(map(str, m.get("mean", []))), "--std",
                                     ",".join(map(str, m.get("std", [])))])
+    else:  # a model file that carries its own preprocessing (from edgekit train or compress)
+        args = [source["path"]]
     for p in study.precisions:
         args += ["-p", p]
     if study.calibration:

@@ -13,8 +13,10 @@ from device_bench.options import DEFAULT_CALIBRATION_COUNT, PRECISIONS
 from edgekit.sources import SAMPLE_IMAGES
 
 _MODEL_KEYS = {"name": str, "source": str, "alpha": (int, float), "size": int, "classes": int, "weights": str,
-               "preprocessing": str, "mean": list, "std": list, "labels": str}
-_PATH_KEYS = ("calibration", "classify", "evaluate", "output")
+               "preprocessing": str, "mean": list, "std": list, "labels": str, "train": dict, "compress": list}
+_PATH_KEYS = ("calibration", "classify", "evaluate", "output", "dataset")
+# a compress variant's keys besides the training settings (epochs, lr, seed, ...)
+_VARIANT_KEYS = ("method", "sparsity", "student", "alpha", "size", "temperature", "label_weight", "baseline")
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Study:
     classify: str = None
     evaluate: str = None
     output: str = None
+    dataset: str = None  # class folders that models' train and compress steps learn from
 
     def __post_init__(self):
         self.validate()
@@ -53,6 +56,8 @@ class Study:
                 raise EdgekitError(f"{where}: '{name}' must be a string, got {getattr(self, name)!r}")
         for i, m in enumerate(self.models):
             _check_model(m, f"{where}: models[{i}]")
+            if ("train" in m or "compress" in m) and not self.dataset:
+                raise EdgekitError(f"{where}: models[{i}] has train or compress steps; give 'dataset' (class folders)")
         return self
 
     @classmethod
@@ -127,9 +132,26 @@ def _check_model(m, where):
     for key in ("mean", "std"):
         if key in m and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in m[key]):
             raise EdgekitError(f"{where}: '{key}' must be a list of numbers, got {m[key]!r}")
+    settings = _training_keys()
+    if "train" in m:
+        _refuse_unknown(m["train"], settings, f"{where}.train")
+    for i, variant in enumerate(m.get("compress", [])):
+        if not isinstance(variant, dict) or "method" not in variant:
+            raise EdgekitError(f"{where}.compress[{i}]: expected a table with a 'method', got {variant!r}")
+        _refuse_unknown(variant, [*_VARIANT_KEYS, *settings], f"{where}.compress[{i}]")
+
+
+def _training_keys():
+    from dataclasses import fields as dataclass_fields
+    from edgekit.training import TrainSettings
+    return [f.name for f in dataclass_fields(TrainSettings)]
 
 
 def _with_paths(m, base):
     if not isinstance(m, dict):
         return m
-    return {k: os.path.join(base, v) if k in ("source", "labels") and isinstance(v, str) else v for k, v in m.items()}
+    m = {k: os.path.join(base, v) if k in ("source", "labels") and isinstance(v, str) else v for k, v in m.items()}
+    if isinstance(m.get("compress"), list):  # a student given as a file is relative to the config too
+        m["compress"] = [dict(v, student=os.path.join(base, v["student"])) if isinstance(v, dict) and
+                         str(v.get("student", "")).endswith(".keras") else v for v in m["compress"]]
+    return m
