@@ -8,7 +8,7 @@ import os
 from device_bench.options import BenchParams
 
 
-def _paths(value):
+def as_paths(value):
     """One path (str, PathLike, Bundle) or several, as a list of path strings."""
     if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
         value = [value]
@@ -25,7 +25,7 @@ def benchmark(models, threads=(1,), params=None, cooldown=0.0, isolate=True, pro
     from device_bench.sweep import run_sweep
     threads = parse_threads([threads] if isinstance(threads, int) else threads)
     params = replace(params or BenchParams(), threads=threads[0], **options).validate()
-    return run_sweep(_paths(models), params, threads, cooldown, isolate=isolate, progress=progress)
+    return run_sweep(as_paths(models), params, threads, cooldown, isolate=isolate, progress=progress)
 
 
 def _predictor(model, labels=None, mean=None, std=None, runtime=None, verify=True, max_memory_mb=None):
@@ -40,7 +40,7 @@ def classify(model, images, top_k=None, labels=None, mean=None, std=None, **open
 
     ``open_options``: runtime, verify (the bundle's sha256 check), max_memory_mb."""
     from device_bench.classify import classify as run
-    return run(_predictor(model, labels, mean, std, **open_options), _paths(images), top_k)
+    return run(_predictor(model, labels, mean, std, **open_options), as_paths(images), top_k)
 
 
 def inspect(model, runtime=None, verify=True, max_memory_mb=None):

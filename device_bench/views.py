@@ -141,7 +141,7 @@ def render_inspection(d):
                   f"range {inp.get('min')}..{inp.get('max')}",
                   f"  output {out.get('name')}: files "
                   + (", ".join(f"{f['name']} ({f['type']})" for f in out.get("associated_files") or []) or "none"),
-                  f"  packed files: " + (", ".join(f"{k} ({v} bytes)" for k, v in meta["packed_files"].items())
+                  "  packed files: " + (", ".join(f"{k} ({v} bytes)" for k, v in meta["packed_files"].items())
                                          or "none")]
     m = d["manifest"]
     if m:

@@ -142,7 +142,7 @@ def benchmark(models, threads=(1,), *, target=None, ssh_config=None, install_run
     from edgekit.targets.jobs import bench_on_targets
     threads = parse_threads([threads] if isinstance(threads, int) else threads)
     params = replace(params or BenchParams(), threads=threads[0], **options).validate()
-    rows = bench_on_targets(targets, device._paths(models), params, threads, cooldown, install_runtime,
+    rows = bench_on_targets(targets, device.as_paths(models), params, threads, cooldown, install_runtime,
                             progress or (lambda m: None))
     return [BenchResult.from_dict({"model": None, **r}) for r in rows]
 
@@ -158,7 +158,7 @@ def classify(model, images, top_k=None, *, labels=None, mean=None, std=None, tar
     from edgekit.targets.jobs import classify_on_targets
     if top_k is not None and top_k < 1:
         raise EdgekitError(f"--top-k must be at least 1, got {top_k}")
-    rows = classify_on_targets(targets, os.fspath(model), device._paths(images), top_k, install_runtime,
+    rows = classify_on_targets(targets, os.fspath(model), device.as_paths(images), top_k, install_runtime,
                                progress or (lambda m: None), labels=labels, mean=mean, std=std, **open_options)
     return Predictions(model=os.path.basename(os.path.normpath(os.fspath(model))),
                        items=[ImagePrediction.from_dict({"image": None, **r}) for r in rows])
