@@ -275,6 +275,85 @@ def _tensor_info(model: "_tfl.ModelT", index: int):
 # --------------------------------------------------------------------------- #
 # Public API
 # --------------------------------------------------------------------------- #
+def _normalization(mean, std):
+    """mean and std as float lists (or None), checked: given together, 1 or 3 values, std not zero."""
+    mean, std = _as_floats(mean, "mean"), _as_floats(std, "std")
+    if (mean is None) != (std is None):
+        raise EdgekitError("mean and std must be given together")
+    if mean is not None:
+        if len(mean) != len(std):
+            raise EdgekitError(f"mean has {len(mean)} values but std has {len(std)}")
+        if len(mean) not in (1, 3):
+            raise EdgekitError("mean/std need 1 value or 3 (one per RGB channel)")
+        if any(s == 0 for s in std):
+            raise EdgekitError("std values must be non-zero")
+    return mean, std
+
+
+def _classifier_tensors(model):
+    """((input shape, type), (output shape, type)) of an image classifier; EdgekitError otherwise."""
+    if not model.subgraphs:
+        raise EdgekitError("model has no subgraph")
+    sg = model.subgraphs[0]
+    if len(sg.inputs) != 1 or len(sg.outputs) != 1:
+        raise EdgekitError("an image classifier needs exactly one input and one output "
+                           f"tensor, got {len(sg.inputs)} and {len(sg.outputs)}")
+    (in_shape, in_type), (out_shape, out_type) = _tensor_info(model, sg.inputs[0]), _tensor_info(model, sg.outputs[0])
+    if len(in_shape) != 4 or in_shape[-1] not in (1, 3):
+        raise EdgekitError(f"input must be an image [batch, height, width, 1 or 3], got {in_shape}")
+    if not out_shape or out_shape[-1] < 1:
+        raise EdgekitError(f"output must be [batch, num_classes], got {out_shape}")
+    return (in_shape, in_type), (out_shape, out_type)
+
+
+def _input_metadata(name, in_shape, in_type, mean, std, input_min, input_max):
+    """The input tensor's metadata, as tflite-support's InputImageTensorMd writes it."""
+    if input_min is None and input_max is None:
+        if in_type == _tfl.TensorType.UINT8:
+            input_min, input_max = [0.0], [255.0]
+        elif in_type == _tfl.TensorType.FLOAT32 and mean is not None:
+            input_min = [(0.0 - m) / s for m, s in zip(mean, std)]
+            input_max = [(255.0 - m) / s for m, s in zip(mean, std)]
+    inp = _md.TensorMetadataT()
+    inp.name = name
+    inp.content = _md.ContentT()
+    inp.content.contentPropertiesType = _md.ContentProperties.ImageProperties
+    inp.content.contentProperties = _md.ImagePropertiesT()
+    inp.content.contentProperties.colorSpace = (_md.ColorSpaceType.RGB if in_shape[-1] == 3
+                                                else _md.ColorSpaceType.GRAYSCALE)
+    if mean is not None:
+        unit = _md.ProcessUnitT()
+        unit.optionsType = _md.ProcessUnitOptions.NormalizationOptions
+        unit.options = _md.NormalizationOptionsT()
+        unit.options.mean, unit.options.std = mean, std
+        inp.processUnits = [unit]
+    inp.stats = _md.StatsT()
+    inp.stats.min = _as_floats(input_min, "input_min")
+    inp.stats.max = _as_floats(input_max, "input_max")
+    return inp
+
+
+def _output_metadata(name, out_type, with_labels):
+    """The output tensor's metadata, as tflite-support's ClassificationTensorMd writes it."""
+    out = _md.TensorMetadataT()
+    out.name = name
+    out.content = _md.ContentT()
+    out.content.contentPropertiesType = _md.ContentProperties.FeatureProperties
+    out.content.contentProperties = _md.FeaturePropertiesT()
+    out.stats = _md.StatsT()
+    if out_type == _tfl.TensorType.UINT8:
+        out.stats.min, out.stats.max = [0.0], [255.0]
+    elif out_type == _tfl.TensorType.FLOAT32:
+        out.stats.min, out.stats.max = [0.0], [1.0]
+    if with_labels:
+        f = _md.AssociatedFileT()
+        f.name = LABELS_FILE_NAME
+        f.description = LABELS_FILE_DESCRIPTION
+        f.type = _md.AssociatedFileType.TENSOR_AXIS_LABELS
+        out.associatedFiles = [f]
+    return out
+
+
 def write_classifier_metadata(
     model_bytes: bytes,
     *,
@@ -291,91 +370,26 @@ def write_classifier_metadata(
     output_name: str = "probabilities",
     entries: dict[str, bytes] | None = None,
 ) -> bytes:
-    """Return ``model_bytes`` with image-classifier TFLITE_METADATA (+ packed labels).
+    """``model_bytes`` with image-classifier TFLITE_METADATA and the labels packed, as tflite-support writes.
 
-    ``mean``/``std`` become NormalizationOptions (MediaPipe feeds a float input
-    ``(pixel - mean) / std``, pixel in 0..255). ``input_min``/``input_max``
-    default to what tflite-support derives (0/255 for uint8 input,
-    ``(0-mean)/std`` and ``(255-mean)/std`` for float input). Per-channel
-    mean/std is written but emits a :class:`MediaPipeCompatWarning`.
-    Re-writing replaces an existing TFLITE_METADATA; other Model.metadata
-    entries and other packed files are kept. ``entries`` ({name: bytes}) are
-    custom Model.metadata entries added (or replaced) in the same pass. The input
-    and output tensors, and the serving signature's names for them, become
-    ``input_name`` and ``output_name``.
-    """
+    ``mean``/``std`` become NormalizationOptions (MediaPipe feeds float inputs ``(pixel - mean) / std``);
+    per-channel values warn (MediaPipeCompatWarning). ``entries`` ({name: bytes}) are custom metadata
+    entries written in the same pass; other entries and packed files are kept. The input and output
+    tensors and the serving signature's names become ``input_name`` and ``output_name``."""
     _check_model(model_bytes)
-    mean, std = _as_floats(mean, "mean"), _as_floats(std, "std")
-    if (mean is None) != (std is None):
-        raise EdgekitError("mean and std must be given together")
-    if mean is not None:
-        if len(mean) != len(std):
-            raise EdgekitError(f"mean has {len(mean)} values but std has {len(std)}")
-        if len(mean) not in (1, 3):
-            raise EdgekitError("mean/std need 1 value or 3 (one per RGB channel)")
-        if any(s == 0 for s in std):
-            raise EdgekitError("std values must be non-zero")
+    mean, std = _normalization(mean, std)
 
     packed = read_packed_files(model_bytes)
     model = _unpack_model(model_bytes)
-    if not model.subgraphs:
-        raise EdgekitError("model has no subgraph")
-    sg = model.subgraphs[0]
-    if len(sg.inputs) != 1 or len(sg.outputs) != 1:
-        raise EdgekitError("an image classifier needs exactly one input and one output "
-                         f"tensor, got {len(sg.inputs)} and {len(sg.outputs)}")
-    in_shape, in_type = _tensor_info(model, sg.inputs[0])
-    out_shape, out_type = _tensor_info(model, sg.outputs[0])
-    if len(in_shape) != 4 or in_shape[-1] not in (1, 3):
-        raise EdgekitError(f"input must be an image [batch, height, width, 1 or 3], got {in_shape}")
-    if not out_shape or out_shape[-1] < 1:
-        raise EdgekitError(f"output must be [batch, num_classes], got {out_shape}")
+    (in_shape, in_type), (out_shape, out_type) = _classifier_tensors(model)
 
     for msg in mediapipe_compat_warnings(mean, std, in_type):
         warnings.warn(msg, MediaPipeCompatWarning, stacklevel=2)
 
-    # Input tensor metadata (as tflite-support's InputImageTensorMd).
-    if input_min is None and input_max is None:
-        if in_type == _tfl.TensorType.UINT8:
-            input_min, input_max = [0.0], [255.0]
-        elif in_type == _tfl.TensorType.FLOAT32 and mean is not None:
-            input_min = [(0.0 - m) / s for m, s in zip(mean, std)]
-            input_max = [(255.0 - m) / s for m, s in zip(mean, std)]
-    inp = _md.TensorMetadataT()
-    inp.name = input_name
-    inp.content = _md.ContentT()
-    inp.content.contentPropertiesType = _md.ContentProperties.ImageProperties
-    inp.content.contentProperties = _md.ImagePropertiesT()
-    inp.content.contentProperties.colorSpace = (_md.ColorSpaceType.RGB if in_shape[-1] == 3
-                                                else _md.ColorSpaceType.GRAYSCALE)
-    if mean is not None:
-        unit = _md.ProcessUnitT()
-        unit.optionsType = _md.ProcessUnitOptions.NormalizationOptions
-        unit.options = _md.NormalizationOptionsT()
-        unit.options.mean, unit.options.std = mean, std
-        inp.processUnits = [unit]
-    inp.stats = _md.StatsT()
-    inp.stats.min = _as_floats(input_min, "input_min")
-    inp.stats.max = _as_floats(input_max, "input_max")
-
-    # Output tensor metadata (as tflite-support's ClassificationTensorMd).
-    out = _md.TensorMetadataT()
-    out.name = output_name
-    out.content = _md.ContentT()
-    out.content.contentPropertiesType = _md.ContentProperties.FeatureProperties
-    out.content.contentProperties = _md.FeaturePropertiesT()
-    out.stats = _md.StatsT()
-    if out_type == _tfl.TensorType.UINT8:
-        out.stats.min, out.stats.max = [0.0], [255.0]
-    elif out_type == _tfl.TensorType.FLOAT32:
-        out.stats.min, out.stats.max = [0.0], [1.0]
+    inp = _input_metadata(input_name, in_shape, in_type, mean, std, input_min, input_max)
+    out = _output_metadata(output_name, out_type, labels is not None)
     if labels is not None:
         packed[LABELS_FILE_NAME] = _validate_labels(labels, out_shape[-1])
-        f = _md.AssociatedFileT()
-        f.name = LABELS_FILE_NAME
-        f.description = LABELS_FILE_DESCRIPTION
-        f.type = _md.AssociatedFileType.TENSOR_AXIS_LABELS
-        out.associatedFiles = [f]
 
     meta = _md.ModelMetadataT()
     meta.name, meta.description = name, description
