@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[convert,test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[convert,openvino,test]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -6,18 +6,20 @@ import numpy as np
 from device_bench.errors import EdgekitError
 from device_bench.images import dequantize, load_input, make_preprocessing, quantize
 from device_bench.manifest import read_bundle, read_labels
-from device_bench.runtime import open_interpreter, resolve_runtime
+from device_bench.runtime import resolve_runtime
 
 
 class Predictor:
-    """A model open in a runtime, with the preprocessing and labels its bundle declares."""
+    """A model open in a runtime (any runtime and API: device_bench.engines), with the preprocessing and
+    labels its bundle declares."""
 
-    def __init__(self, ref, runtime=None, threads=1, xnnpack=True, preprocessing=None):
+    def __init__(self, ref, runtime=None, threads=1, xnnpack=True, preprocessing=None, accelerator="cpu"):
+        from device_bench.engines import open_engine
         self.ref = ref
         self.runtime = runtime or resolve_runtime()
-        self.interpreter = open_interpreter(ref.tflite_path, self.runtime, threads, xnnpack)
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
+        self.engine = open_engine(ref.tflite_path, self.runtime, threads, xnnpack, accelerator=accelerator)
+        self.input = self.engine.input_details[0]
+        self.output = self.engine.output_details[0]
         self.input_shape = [int(v) for v in self.input["shape"]]
         if len(self.input_shape) != 4:
             raise EdgekitError(f"{ref.tflite_path}: expected an image input [1, H, W, C], got {self.input_shape}")
@@ -33,11 +35,25 @@ class Predictor:
         x = quantize(np.asarray(batch, np.float32), self.input["dtype"], scale, zero)
         if list(x.shape) != self.input_shape:
             raise EdgekitError(f"input of shape {list(x.shape)} does not fit the model's {self.input_shape}")
-        self.interpreter.set_tensor(self.input["index"], x)
-        self.interpreter.invoke()
-        y = self.interpreter.get_tensor(self.output["index"])
+        self.engine.set_input(x)
+        self.engine.invoke()
+        y = self.engine.get_output()
         scale, zero = self.output["quantization"]
         return dequantize(y, scale, zero).reshape(-1)
+
+    def describe(self):
+        """The runtime, version, API and accelerator the predictions come from."""
+        return self.engine.describe()
+
+    def close(self):
+        """Release the runtime's objects now."""
+        self.engine.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def load(self, image_path):
         """Read an image as the model's input, refusing to guess pixel scaling that no manifest declares."""
@@ -59,9 +75,9 @@ def preprocessing_override(mean=None, std=None, mode=None, crop_fraction=None):
                               crop_fraction=1.0 if crop_fraction is None else crop_fraction)
 
 
-def open_predictor(model, labels=None, preprocessing=None, runtime=None, threads=1):
+def open_predictor(model, labels=None, preprocessing=None, runtime=None, threads=1, accelerator="cpu"):
     """A Predictor for a bundle folder or .tflite file; ``labels`` (a file) overrides the bundle's."""
     ref = read_bundle(model)
     if labels:
         ref.labels = read_labels(labels)
-    return Predictor(ref, runtime=runtime, threads=threads, preprocessing=preprocessing)
+    return Predictor(ref, runtime=runtime, threads=threads, preprocessing=preprocessing, accelerator=accelerator)

@@ -7,14 +7,16 @@
     preds   = edgekit.classify(bundles["int8"], ["cat.jpg"])
     acc     = edgekit.evaluate(bundles["int8"], "labelled/", compare=bundles["fp32"])
     study   = edgekit.run_study("study.toml")                        # or a Study built in code
+    choice  = edgekit.recommend("out/results.json", max_top1_drop=0.5)  # the build to ship, or why not
 """
 
 import os
 
 from device_bench import api as device
 from device_bench.errors import EdgekitError
-from device_bench.options import DEFAULT_CALIBRATION_COUNT, BenchParams
+from device_bench.options import DEFAULT_CALIBRATION_COUNT, DEFAULT_REPEAT, BenchParams
 from device_bench.records import BenchResult, EvalResult, ImagePrediction, Predictions
+from edgekit.recommend import recommend  # noqa: F401  (part of the API)
 from edgekit.study import run_study  # noqa: F401  (part of the API)
 
 
@@ -59,47 +61,50 @@ def _targets(target, ssh_config):
 
 
 def benchmark(models, threads=(1,), *, target=None, ssh_config=None, install_runtime=False, cooldown=0.0,
-              params=None, progress=None, **options):
-    """Benchmark bundles or .tflite files here (one fresh process per configuration) or on ``target``.
+              repeat=DEFAULT_REPEAT, params=None, progress=None, **options):
+    """Benchmark bundles or .tflite files here or on ``target``: every runtime asked for (``runtime="all"``:
+    every one installed), each configuration in ``repeat`` fresh processes, interleaved.
 
-    ``options`` are BenchParams fields (num_runs, min_secs, runtime, xnnpack, ...). Returns a list of
-    BenchResult, one per model x thread count (x target), failures as error rows."""
+    ``options`` are BenchParams fields (num_runs, min_secs, runtime, api, accelerator, xnnpack, ...). Returns
+    a list of BenchResult, one per model x runtime x thread count (x target), failures as error rows."""
     from dataclasses import replace
-    from device_bench.options import parse_threads
     targets = _targets(target, ssh_config)
     if not targets:
-        return device.benchmark(models, threads, params, cooldown, progress=progress, **options)
+        return device.benchmark(models, threads, params, cooldown, progress=progress, repeat=repeat, **options)
     from edgekit.targets.jobs import bench_on_targets
-    threads = parse_threads([threads] if isinstance(threads, int) else threads)
-    params = replace(params or BenchParams(), threads=threads[0], **options).validate()
-    rows = bench_on_targets(targets, device._paths(models), params, threads, cooldown, install_runtime,
+    sweep = device.sweep_settings(threads, repeat, cooldown)
+    params = replace(params or BenchParams(), threads=sweep.threads[0], **options).validate()
+    rows = bench_on_targets(targets, device._paths(models), params, sweep, install_runtime,
                             progress or (lambda m: None))
     return [BenchResult.from_dict({"model": None, **r}) for r in rows]
 
 
-def classify(model, images, top_k=None, *, labels=None, mean=None, std=None, runtime=None, target=None,
-             ssh_config=None, install_runtime=False, progress=None):
-    """Top-k labels for image files or folders, here or on ``target``. Returns Predictions."""
+def classify(model, images, top_k=None, *, labels=None, mean=None, std=None, runtime=None, api=None,
+             accelerator="cpu", target=None, ssh_config=None, install_runtime=False, progress=None):
+    """Top-k labels for image files or folders, in any runtime, here or on ``target``. Returns Predictions."""
     targets = _targets(target, ssh_config)
     if not targets:
-        return device.classify(model, images, top_k, labels, mean, std, runtime)
+        return device.classify(model, images, top_k, labels, mean, std, runtime, api, accelerator)
     from edgekit.targets.jobs import classify_on_targets
     if top_k is not None and top_k < 1:
         raise EdgekitError(f"--top-k must be at least 1, got {top_k}")
     rows = classify_on_targets(targets, os.fspath(model), device._paths(images), top_k, install_runtime,
-                               progress or (lambda m: None), labels=labels, mean=mean, std=std, runtime=runtime)
+                               progress or (lambda m: None), labels=labels, mean=mean, std=std, runtime=runtime,
+                               api=api, accelerator=accelerator)
     return Predictions(model=os.path.basename(os.path.normpath(os.fspath(model))),
                        items=[ImagePrediction.from_dict({"image": None, **r}) for r in rows])
 
 
-def evaluate(model, dataset, compare=None, *, labels=None, mean=None, std=None, runtime=None, target=None,
-             ssh_config=None, install_runtime=False, progress=None):
-    """Top-1/top-5 on class folders (or a CSV here). An EvalResult, or a list of them with ``target``."""
+def evaluate(model, dataset, compare=None, *, labels=None, mean=None, std=None, runtime=None, api=None,
+             accelerator="cpu", target=None, ssh_config=None, install_runtime=False, progress=None):
+    """Top-1/top-5 on class folders (or a CSV here), in any runtime. An EvalResult, or a list of them with
+    ``target``."""
     targets = _targets(target, ssh_config)
     if not targets:
-        return device.evaluate(model, dataset, compare, labels, mean, std, runtime)
+        return device.evaluate(model, dataset, compare, labels, mean, std, runtime, api, accelerator)
     from edgekit.targets.jobs import evaluate_on_targets
     rows = evaluate_on_targets(targets, os.fspath(model), os.fspath(dataset),
                                None if compare is None else os.fspath(compare), install_runtime,
-                               progress or (lambda m: None), labels=labels, mean=mean, std=std, runtime=runtime)
+                               progress or (lambda m: None), labels=labels, mean=mean, std=std, runtime=runtime,
+                               api=api, accelerator=accelerator)
     return [EvalResult.from_dict({"model": None, **r}) for r in rows]

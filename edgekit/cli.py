@@ -10,7 +10,8 @@ import sys
 import click
 
 from device_bench.errors import EdgekitError
-from device_bench.options import BENCH_OPTIONS, DEFAULT_CALIBRATION_COUNT, IO_TYPES, PRECISIONS, PREPROCESSING_MODES, RUNTIMES, option_default
+from device_bench.options import (BENCH_OPTIONS, DEFAULT_CALIBRATION_COUNT, IO_TYPES, PRECISIONS, PREPROCESSING_MODES,
+                                  RUNTIME_OPTIONS, option_default, runtime_choices)
 
 
 class EdgekitGroup(click.Group):
@@ -143,14 +144,18 @@ def _fidelity_note(fid):
     return f"  top-1 agreement {fid['top1_agreement']:.1%}, cosine {fid['cosine']:.4f}"
 
 
-def _help(opt):
-    return opt.help[0].upper() + opt.help[1:] + "."
+def _help(opt, text=None):
+    text = text or opt.help
+    return text[0].upper() + text[1:] + "."
 
 
-def runtime_option(f):
-    """--runtime, with the name and help of its one definition in BENCH_OPTIONS."""
-    opt = next(o for o in BENCH_OPTIONS if o.dest == "runtime")
-    return click.option(opt.flag, opt.dest, type=click.Choice(RUNTIMES), help=_help(opt))(f)
+def runtime_options(f):
+    """--runtime, --api and --accelerator for classify and evaluate (one each, not 'all'), with the names
+    and help of their one definition in BENCH_OPTIONS."""
+    for opt in reversed([o for o in BENCH_OPTIONS if o.dest in RUNTIME_OPTIONS]):
+        f = click.option(opt.flag, opt.dest, type=click.Choice(runtime_choices(opt)), default=option_default(opt),
+                         show_default=option_default(opt) is not None, help=_help(opt))(f)
+    return f
 
 
 def bench_options(f):
@@ -168,8 +173,9 @@ def bench_options(f):
         if opt.kind in ("flag", "no-flag"):
             f = click.option(opt.flag, opt.dest, is_flag=True, flag_value=opt.kind == "flag",
                              default=opt.kind != "flag", help=_help(opt))(f)
-        elif opt.kind == "runtime":
-            f = runtime_option(f)
+        elif opt.kind == "choice":
+            f = click.option(opt.flag, opt.dest, type=click.Choice(opt.choices), default=default,
+                             show_default=default is not None, help=_help(opt, opt.bench_help))(f)
         else:
             kind = {"int": int, "float": float, "str": str, "threads": str}[opt.kind]
             f = click.option(opt.flag, opt.dest, type=kind, default=default, show_default=default is not None,
@@ -211,8 +217,8 @@ def bench(models, as_json, csv_path, force, targets, targets_file, ssh_config, i
     from edgekit import api
     if csv_path:
         refuse_existing(csv_path, force)
-    params, threads, cooldown = params_from_options(options)
-    results = api.benchmark(models, threads, params=params, cooldown=cooldown,
+    params, sweep = params_from_options(options)
+    results = api.benchmark(models, sweep.threads, params=params, cooldown=sweep.cooldown, repeat=sweep.repeat,
                             target=read_target_options(targets, targets_file, ssh_config),
                             install_runtime=install_runtime, progress=None if as_json else progress)
     rows = [r.to_dict() for r in results]
@@ -229,17 +235,18 @@ def bench(models, as_json, csv_path, force, targets, targets_file, ssh_config, i
 
 def model_read_options(f):
     """How to read a bare .tflite: labels, pixel scaling, runtime (classify and evaluate share them)."""
-    f = runtime_option(f)
+    f = runtime_options(f)
     f = click.option("--std", help="Pixel std for a bare .tflite.")(f)
     f = click.option("--mean", help="Pixel mean for a bare .tflite: the model sees (pixel - mean) / std.")(f)
     f = click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one per line.")(f)
     return f
 
 
-def _read_kwargs(labels, mean, std, runtime, targets, targets_file, ssh_config, install_runtime):
+def _read_kwargs(labels, mean, std, runtime, api, accelerator, targets, targets_file, ssh_config, install_runtime):
     from device_bench.images import parse_floats
     return {"labels": labels, "mean": parse_floats(mean, "mean"), "std": parse_floats(std, "std"),
-            "runtime": runtime, "target": read_target_options(targets, targets_file, ssh_config),
+            "runtime": runtime, "api": api, "accelerator": accelerator,
+            "target": read_target_options(targets, targets_file, ssh_config),
             "install_runtime": install_runtime, "progress": progress}
 
 
@@ -333,11 +340,38 @@ def run(config, outdir, force):
 
 
 def _finish(result):
+    from edgekit.recommend import recommend as choose
+    from edgekit.recommend import render
     from edgekit.report import render_table, table_rows
     rows = table_rows(result.to_dict())
     click.echo(render_table(rows))
     click.echo(f"report: {os.path.join(result.meta['output'], 'report.md')}")
+    try:
+        click.echo("\nRecommendation for this machine (edgekit recommend results.json):\n"
+                   + render(choose(result.to_dict())))
+    except EdgekitError as e:  # nothing was measured: the rows above say why
+        click.echo(f"\nNo recommendation: {e}")
     exit_if_failed(any(r.get("error") for r in rows))
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--max-latency-ms", type=float,
+              help="Latency budget (median): pick the most accurate build within it.")
+@click.option("--max-top1-drop", type=float, default=0.5, show_default=True,
+              help="Accuracy floor, in points below the best top-1 measured for the model.")
+@click.option("--max-memory-mb", type=float, help="Leave out builds whose benchmark process peaked above this.")
+@click.option("--device", help="Only the results of the device whose name, host, board or target contains this.")
+@click.option("--json", "as_json", is_flag=True, help="Print the recommendations as JSON.")
+def recommend(results, max_latency_ms, max_top1_drop, max_memory_mb, device, as_json):
+    """Pick the build to ship (runtime x API x precision x threads) from measured RESULTS.json files only:
+    the fastest within the accuracy floor, or the most accurate within --max-latency-ms; says so when the data
+    cannot decide."""
+    from edgekit import api
+    from edgekit.recommend import render
+    recs = api.recommend(results, max_latency_ms=max_latency_ms, max_top1_drop=max_top1_drop,
+                         max_memory_mb=max_memory_mb, device=device)
+    click.echo(json.dumps(recs.to_dict(), indent=2) if as_json else render(recs))
 
 
 @cli.command()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from device_bench.errors import EdgekitError
-from device_bench.options import (BENCH_OPTIONS, BenchParams, add_argparse_options, params_from_options,
-                                  params_to_argv, parse_threads)
+from device_bench.options import (BENCH_OPTIONS, DEFAULT_REPEAT, BenchParams, SweepSettings, add_argparse_options,
+                                  params_from_options, params_to_argv, parse_threads)
 from device_bench.stats import PERCENTILES, percentile, summarize
 
 
@@ -84,12 +84,14 @@ def test_bench_params_round_trip_through_the_generated_argparse():
     add_argparse_options(parser)
     params = BenchParams(threads=2, warmup_runs=3, warmup_min_secs=0.25, num_runs=7, min_secs=0.5, max_secs=9.0,
                          run_delay=0.01, xnnpack=False, delegate="lib.so:a=1", runtime="litert", input="x.npy",
-                         poll_memory=True)
-    argv = params_to_argv(params, [2, 4], cooldown=1.5)
-    back, threads, cooldown = params_from_options(vars(parser.parse_args(argv)))
-    assert back == params and threads == [2, 4] and cooldown == 1.5
-    default, threads, cooldown = params_from_options(vars(parser.parse_args([])))
-    assert default == BenchParams() and threads == [1] and cooldown == 0.0
+                         poll_memory=True, api="compiled", accelerator="gpu", ceiling=False)
+    sweep = SweepSettings((2, 4), repeat=5, cooldown=1.5)
+    argv = params_to_argv(params, sweep)
+    back, back_sweep = params_from_options(vars(parser.parse_args(argv)))
+    assert back == params and back_sweep == sweep
+    default, default_sweep = params_from_options(vars(parser.parse_args([])))
+    assert default == BenchParams() and default_sweep == SweepSettings((1,), DEFAULT_REPEAT, 0.0)
+    assert "--repeat" in params_to_argv(BenchParams())  # a child process runs one process's worth
 
 
 def test_click_and_argparse_flags_come_from_one_table():
@@ -104,7 +106,8 @@ def test_click_and_argparse_flags_come_from_one_table():
 
 @pytest.mark.parametrize("field,value,needle", [
     ("threads", 0, "threads must be at least 1"), ("num_runs", 0, "num_runs"), ("warmup_runs", -1, "warmup_runs"),
-    ("min_secs", -1.0, "min_secs"), ("runtime", "onnx", "unknown runtime")])
+    ("min_secs", -1.0, "min_secs"), ("runtime", "onnx", "unknown runtime"), ("api", "graph", "unknown api"),
+    ("accelerator", "tpu", "unknown accelerator")])
 def test_bench_params_validation_names_the_field(field, value, needle):
     with pytest.raises(EdgekitError, match=needle):
         BenchParams(**{field: value}).validate()

@@ -77,18 +77,20 @@ def run_on_targets(targets, items, verb, tail, install_runtime=False, progress=p
         return for_each_target(targets, job, progress)
 
 
-def bench_on_targets(targets, models, params, threads, cooldown=0.0, install_runtime=False, progress=print):
-    """device_bench bench with ``params`` on each target; one row per model x configuration x target."""
+def bench_on_targets(targets, models, params, sweep, install_runtime=False, progress=print):
+    """device_bench bench with ``params`` and ``sweep`` (SweepSettings) on each target; one row per model x
+    configuration x target."""
     items = _items(models)
-    argv = params_to_argv(params, threads, cooldown)
+    argv = params_to_argv(params, sweep)
     return run_on_targets(targets, items, "bench", lambda d: [*argv, "--", *[f"{d}/{n}" for _, n in items]],
                           install_runtime, progress)
 
 
-def _model_argv(labels=None, mean=None, std=None, runtime=None):
+def _model_argv(labels=None, mean=None, std=None, runtime=None, api=None, accelerator="cpu"):
     if labels:
         raise EdgekitError("--labels with --target: put the labels in the bundle (edgekit convert --labels)")
     argv = ["--runtime", runtime] if runtime else []
+    argv += (["--api", api] if api else []) + (["--accelerator", accelerator] if accelerator != "cpu" else [])
     for flag, value in (("--mean", mean), ("--std", std)):
         if value is not None:
             argv += [flag, ",".join(map(str, value))]
