@@ -15,7 +15,7 @@ import numpy as np
 
 from device_bench.errors import AcceleratorUnavailable, EdgekitError
 from device_bench.runtime import delegated_nodes, describe_load_error, open_interpreter
-from device_bench.silence import quiet_stderr
+from device_bench.silence import quiet_stderr, silence_at_exit
 
 
 class Engine:
@@ -115,6 +115,9 @@ class LiteRTCompiledEngine(Engine):
         self.inputs = self.model.create_input_buffers(0)
         self.outputs = self.model.create_output_buffers(0)
         self.sizes = [int(np.prod(d["shape"])) for d in self.output_details]
+        with quiet_stderr():  # the first buffer write sets up a process-wide LiteRT environment, loudly
+            self.set_input(np.zeros(self.input_details[0]["shape"], self.input_details[0]["dtype"]))
+        silence_at_exit()  # and its teardown at exit logs every accelerator again
 
     def set_input(self, array, i=0):
         self.inputs[i].write(np.ascontiguousarray(array))

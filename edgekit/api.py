@@ -16,7 +16,7 @@ from device_bench import api as device
 from device_bench.errors import EdgekitError
 from device_bench.options import DEFAULT_CALIBRATION_COUNT, DEFAULT_REPEAT, BenchParams
 from device_bench.records import BenchResult, EvalResult, ImagePrediction, Predictions
-from edgekit.recommend import recommend  # noqa: F401  (part of the API)
+from edgekit.recommendation import recommend  # noqa: F401  (part of the API)
 from edgekit.study import run_study  # noqa: F401  (part of the API)
 
 

@@ -340,8 +340,8 @@ def run(config, outdir, force):
 
 
 def _finish(result):
-    from edgekit.recommend import recommend as choose
-    from edgekit.recommend import render
+    from edgekit.recommendation import recommend as choose
+    from edgekit.recommendation import render
     from edgekit.report import render_table, table_rows
     rows = table_rows(result.to_dict())
     click.echo(render_table(rows))
@@ -368,7 +368,7 @@ def recommend(results, max_latency_ms, max_top1_drop, max_memory_mb, device, as_
     the fastest within the accuracy floor, or the most accurate within --max-latency-ms; says so when the data
     cannot decide."""
     from edgekit import api
-    from edgekit.recommend import render
+    from edgekit.recommendation import render
     recs = api.recommend(results, max_latency_ms=max_latency_ms, max_top1_drop=max_top1_drop,
                          max_memory_mb=max_memory_mb, device=device)
     click.echo(json.dumps(recs.to_dict(), indent=2) if as_json else render(recs))

@@ -152,7 +152,7 @@ def render_markdown(runs, chart):
         rows = table_rows(run)
         out += _environment_lines(run)
         out += ["", "```", render_table(rows), "```", ""] + _method_lines(run) + _warning_lines(run)
-        out += _prediction_lines(run) + _reproduce_lines(run)
+        out += _prediction_lines(run) + _recommendation_lines(run) + _reproduce_lines(run)
     if chart:
         out += ["![trade-off](tradeoff.png)", ""]
     return "\n".join(out)
@@ -215,6 +215,16 @@ def _warning_lines(run):
                 seen.setdefault(f"{r['model']} {r['precision']}, {runtime_label(b.get('runtime'))}, "
                                 f"{b.get('threads')} thread(s): {w}", None)
     return (["### Warnings", ""] + [f"- {w}" for w in seen] + [""]) if seen else []
+
+
+def _recommendation_lines(run):
+    """What `edgekit recommend` makes of this run with its defaults (the fastest build within 0.5 points)."""
+    from edgekit.recommendation import recommend, render
+    try:
+        text = render(recommend(run))
+    except EdgekitError as e:
+        text = f"no recommendation: {e}"
+    return ["### Recommendation (edgekit recommend, defaults)", "", "```", text, "```", ""]
 
 
 def _prediction_lines(run):

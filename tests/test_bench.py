@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, run_device
 
 LATENCY_KEYS = {"min", "max", "mean", "std", "p5", "p50", "p90", "p95", "p99", "count"}
-QUICK = ["--runs", "3", "--min-secs", "0", "--warmup-runs", "1", "--warmup-secs", "0"]
+QUICK = ["--runs", "3", "--min-secs", "0", "--warmup-runs", "1", "--warmup-secs", "0", "--repeat", "1"]
 
 
 def test_bench_fp32_and_int8_sweep_json_and_csv(tiny_bundles, blocked_env, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT
 
-QUICK = ["--runs", "3", "--min-secs", "0", "--warmup-runs", "1", "--warmup-secs", "0"]
+QUICK = ["--runs", "3", "--min-secs", "0", "--warmup-runs", "1", "--warmup-secs", "0", "--repeat", "1"]
 
 
 @pytest.fixture(scope="module")
