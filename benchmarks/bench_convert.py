@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PY, ROOT, median  # noqa: E402
+from common import PY, ROOT  # noqa: E402
+from device_bench.repeats import median  # noqa: E402
 
 BARE = r"""
 import os, sys
