@@ -37,15 +37,17 @@ def bench(python, models, runtime, a):
 
 
 def cell(r):
+    """One runtime's figure for a build: median of process medians, [lowest-highest process median], spread."""
     if r is None:
         return "not installed"
     if "latency_ms" not in r:
         return (r.get("error") or r.get("unavailable") or "?")[:40]
     s = r["latency_spread"]
-    return f"{r['latency_ms']['p50']:.2f} ms ±{s['relative'] / 2:.1%} ({s['p50_min']:.2f}-{s['p50_max']:.2f})"
+    return f"{r['latency_ms']['p50']:.2f} ms [{s['p50_min']:.2f}-{s['p50_max']:.2f}] {s['relative']:.0%}"
 
 
 def table(rows, lookup):
+    """The shoot-out: builds and thread counts down, runtimes across."""
     head = "| build, threads | " + " | ".join(c[2] for c in COLUMNS) + " |"
     lines = [head, "|---" * (len(COLUMNS) + 1) + "|"]
     for precision in ("fp32", "int8"):
@@ -56,6 +58,7 @@ def table(rows, lookup):
 
 
 def ceiling_table(rows):
+    """Each measured build's MAC/s against its measured ceiling and the nominal peak; and the highest fraction."""
     lines = ["| build, threads, runtime | p50 ms | GMAC/s | measured ceiling GMAC/s | of ceiling | nominal GMAC/s | "
              "of nominal |", "|---|---|---|---|---|---|---|"]
     worst = 0.0
@@ -74,20 +77,25 @@ def ceiling_table(rows):
 
 
 def main():
+    """Benchmark, then print both tables and every warning."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--workdir", default="/tmp/edgekit-bench")
     a = ap.parse_args()
     models = mobilenet_v2_bundles(a.workdir, ("fp32", "int8"))
+    load = os.getloadavg()[0]  # the machine may be shared: say how busy it was
     rows = bench(PY, models, "all", a)
     if TFRT.exists():
         rows += bench(str(TFRT), models, "tflite-runtime", a)
+    with open(os.path.join(a.workdir, "runtimes.json"), "w") as f:  # every process's figures, for a second look
+        json.dump(rows, f, indent=1)
     lookup = {(r["precision"], r["threads"], r["runtime"]["name"], r["runtime"]["api"]): r for r in rows}
     env = rows[0]["environment"]
     print(f"MobileNetV2 1.0/224 (random weights), {env['cpu']}, {env['cores']} cores, {a.repeat} fresh processes "
-          f"per configuration, interleaved; {a.runs}+ timed runs (>= 1 s) each\n")
-    print("Median of process medians, ±half the spread (lowest-highest process median):\n")
+          f"per configuration, interleaved; {a.runs}+ timed runs (>= 1 s) each; 1-min load average {load:.1f} "
+          f"before, {os.getloadavg()[0]:.1f} after\n")
+    print("Median of process medians [lowest-highest process median] spread = (highest - lowest) / median:\n")
     print(table(rows, lookup))
     ceilings, worst = ceiling_table(rows)
     print("\nMeasured ceiling (1x1 conv [1,16,16,512] -> 512, best run, same process, runtime and threads) and the "

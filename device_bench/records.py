@@ -103,11 +103,8 @@ class ImagePrediction(_Record):
     device: dict = None
 
 
-@dataclass
-class Predictions(_Record):
-    """Every image's top-k for one model; iterate over it for the per-image records."""
-    model: str
-    items: list = field(default_factory=list)
+class _Items(_Record):
+    """A record holding a list of records in ``items``: iterable, sized, ok when every item is."""
 
     def __iter__(self):
         return iter(self.items)
@@ -117,10 +114,20 @@ class Predictions(_Record):
 
     @property
     def ok(self):
+        """Every item is ok."""
         return all(i.ok for i in self.items)
 
     def to_dict(self):
-        return {"schema": SCHEMA, "model": self.model, "items": [i.to_dict() for i in self.items]}
+        """The JSON view: the record's own fields, then its items'."""
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "items"}
+        return {"schema": SCHEMA, **own, "items": [i.to_dict() for i in self.items]}
+
+
+@dataclass
+class Predictions(_Items):
+    """Every image's top-k for one model; iterate over it for the per-image records."""
+    model: str
+    items: list = field(default_factory=list)
 
 
 @dataclass
@@ -211,22 +218,14 @@ class Recommendation(_Record):
     evaluate_command: str = None
     criteria: dict = None
 
-
-@dataclass
-class Recommendations(_Record):
-    """One Recommendation per model and device; iterate over it for them."""
-    criteria: dict
-    items: list = field(default_factory=list)
-
-    def __iter__(self):
-        return iter(self.items)
-
-    def __len__(self):
-        return len(self.items)
-
     @property
     def ok(self):
-        return all(i.decided for i in self.items)
+        """The data decided."""
+        return self.decided
 
-    def to_dict(self):
-        return {"schema": SCHEMA, "criteria": self.criteria, "items": [i.to_dict() for i in self.items]}
+
+@dataclass
+class Recommendations(_Items):
+    """One Recommendation per model and device; iterate over it for them (ok when every one is decided)."""
+    criteria: dict
+    items: list = field(default_factory=list)

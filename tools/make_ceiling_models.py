@@ -59,6 +59,7 @@ def build(out):
 
 
 def main():
+    """Build the kernels into --out and print ceiling.json."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                                   "device_bench", "data"))
