@@ -216,6 +216,9 @@ def test_runtime_api_accelerator_combinations_are_checked(kwargs, needle):
     ({"models": [{"source": 5}]}, "models[0]: 'source' has the wrong type"),
     ({"models": [{"nmae": "x"}]}, "did you mean 'name'"),
     ({"models": []}, "no [[models]]"),
+    ({"models": [{"name": "squeezenet1_1"}], "runtimes": ["onnx"]}, "'runtimes' takes litert, tflite-runtime"),
+    ({"models": [{"name": "squeezenet1_1"}], "runtimes": ["openvino:interpreter"]}, "openvino has no 'interpreter'"),
+    ({"models": [{"name": "squeezenet1_1"}], "repeat": 0}, "'repeat' must be a positive integer"),
 ])
 def test_study_config_is_checked_before_any_work(config, needle):
     from edgekit.study_config import Study
