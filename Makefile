@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[convert,quantize,test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[convert,openvino,quantize,test]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,12 +1,13 @@
 """device_bench against a bare invoke() loop and Google's benchmark_litert_model, side by side.
 
-MobileNetV2 1.0/224 int8, one thread, interleaved rounds in one run. Prints:
+MobileNetV2 1.0/224 int8, one thread, interleaved rounds in one run (at least 6, the order of the three
+measurements reversed every other round, so a drifting machine weighs on each alike). Prints:
   - runner p50 / bare-loop p50 (target <= 1.02)
   - device_bench p50 beside benchmark_litert_model's median
   - `python -m device_bench --help` start-up (target < 0.3 s)
   - peak RSS of the bench process / a bare LiteRT process (target <= 1.1)
 
-Usage: python benchmarks/bench_runner.py [--rounds 3] [--workdir /tmp/edgekit-bench]
+Usage: python benchmarks/bench_runner.py [--rounds 6] [--workdir /tmp/edgekit-bench]
 """
 
 import argparse
@@ -18,7 +19,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PY, ROOT, median, mobilenet_v2_bundles  # noqa: E402
+from common import PY, ROOT, mobilenet_v2_bundles  # noqa: E402
+from device_bench.repeats import median  # noqa: E402
 
 BARE = r"""
 import sys, time, numpy as np
@@ -73,16 +75,18 @@ def startup(n=10):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--workdir", default="/tmp/edgekit-bench")
     a = ap.parse_args()
+    if a.rounds < 6:
+        ap.error("--rounds must be at least 6: fewer cannot tell a 5% difference from process-to-process noise")
     (model,) = [str(p / "model.tflite") for p in mobilenet_v2_bundles(a.workdir, ("int8",))]
     rows = []
     for r in range(a.rounds):
-        db, db_rss = device_bench(model, a.runs)
-        ba, ba_rss = bare(model, a.runs)
-        g = google(model, a.runs)
+        steps = [("db", device_bench), ("bare", bare), ("google", google)]
+        got = {name: run(model, a.runs) for name, run in (steps if r % 2 == 0 else reversed(steps))}
+        (db, db_rss), (ba, ba_rss), g = got["db"], got["bare"], got["google"]
         rows.append((db, ba, g, db_rss, ba_rss))
         print(f"round {r + 1}: device_bench p50 {db:.3f} ms, bare loop p50 {ba:.3f} ms, "
               f"benchmark_litert_model median {g if g is None else f'{g:.3f}'} ms, "
@@ -92,7 +96,8 @@ def main():
     rss_ratio = median([r[3] / r[4] for r in rows])
     up = startup()
     print()
-    print(f"MobileNetV2 1.0/224 int8, 1 thread, {a.runs} timed runs x {a.rounds} interleaved rounds")
+    print(f"MobileNetV2 1.0/224 int8, 1 thread, {a.runs} timed runs x {a.rounds} interleaved rounds "
+          f"(alternating order)")
     print(f"runner p50 / bare invoke() loop p50: {db / ba:.3f}  (target <= 1.02)")
     if gs:
         print(f"device_bench p50 {db:.3f} ms beside benchmark_litert_model median {median(gs):.3f} ms "

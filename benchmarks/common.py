@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 PY = sys.executable
+
+from device_bench.repeats import median  # noqa: E402,F401  (one definition, shared with the device side)
 
 
 def mobilenet_v2_bundles(workdir, precisions=("int8",)):
@@ -20,12 +23,6 @@ def mobilenet_v2_bundles(workdir, precisions=("int8",)):
             args += ["-p", p]
         subprocess.run(args, check=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     return want
-
-
-def median(values):
-    s = sorted(values)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
 def make_calibration(folder, count=100):

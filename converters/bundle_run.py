@@ -207,7 +207,7 @@ class BundleRun:
             interp = Predictor(ModelRef(raw))
         except EdgekitError as e:
             raise EdgekitError(f"{where}: the converted model does not load in LiteRT ({e})") from None
-        verify_tflite(data, interp.interpreter, where)
+        verify_tflite(data, interp.engine, where)
         return interp
 
     def _fidelity(self, interp, build):

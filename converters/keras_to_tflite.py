@@ -109,20 +109,21 @@ def op_counts(tflite_bytes):
     return dict(Counter(op_sequence(tflite_bytes)))
 
 
-def verify_tflite(tflite_bytes, interpreter, where):
+def verify_tflite(tflite_bytes, engine, where):
     """Reject a file that kept its weights as variables, or that outputs NaN (the Keras 3 trap).
 
-    ``interpreter`` is the converted model already open in LiteRT (the fidelity check reuses it).
+    ``engine`` is the converted model already open in LiteRT (a device_bench Engine; the fidelity check
+    reuses it).
     """
     variable_ops = op_names(tflite_bytes) & _VARIABLE_OPS
     if variable_ops:
         raise EdgekitError(f"{where}: broken conversion, weights left as variable ops "
                            f"({', '.join(sorted(variable_ops))}); the file would output garbage")
-    inp = interpreter.get_input_details()[0]
+    inp = engine.input_details[0]
     try:
-        interpreter.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))
-        interpreter.invoke()
-        out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        engine.set_input(np.zeros(inp["shape"], inp["dtype"]))
+        engine.invoke()
+        out = engine.get_output()
     except Exception as e:
         raise EdgekitError(f"{where}: the converted model does not run in LiteRT ({e})") from None
     if not np.all(np.isfinite(out.astype(np.float64))):

@@ -21,7 +21,8 @@ from device_bench.silence import quiet_stderr
 
 STEP_LAYERS = 2  # layers kept float at each step
 MAX_STEPS = 8
-LATENCY_PARAMS = BenchParams(num_runs=30, min_secs=0.3, warmup_runs=2, warmup_min_secs=0.1)
+LATENCY_PARAMS = BenchParams(num_runs=30, min_secs=0.3, warmup_runs=2, warmup_min_secs=0.1,
+                             ceiling=False)  # latency only: no ceiling kernel
 
 
 def recover(run, lq):

@@ -9,7 +9,7 @@ import json
 import sys
 
 from device_bench.errors import EdgekitError
-from device_bench.options import OPEN_OPTIONS, add_argparse_options
+from device_bench.options import OPEN_OPTIONS, PREDICT_OPTIONS, add_argparse_options
 
 
 def _print_json(obj):
@@ -28,9 +28,10 @@ def cmd_bench(a):
     from device_bench.views import bench_warnings, render_bench, write_csv
     if a.csv:
         refuse_existing(a.csv, a.force)
-    params, threads, cooldown = params_from_options(vars(a))
+    params, sweep = params_from_options(vars(a))
     progress = None if (a.json or a.in_process) else (lambda m: print(m, file=sys.stderr))
-    results = api.benchmark(a.models, threads, params, cooldown, isolate=not a.in_process, progress=progress)
+    results = api.benchmark(a.models, sweep.threads, params, sweep.cooldown, isolate=not a.in_process,
+                            progress=progress, repeat=sweep.repeat)
     rows = [r.to_dict() for r in results]
     if a.csv:
         write_csv(a.csv, rows, a.force)
@@ -46,7 +47,7 @@ def cmd_bench(a):
 def _model_kwargs(a):
     from device_bench.images import parse_floats
     return {"labels": a.labels, "mean": parse_floats(a.mean, "mean"), "std": parse_floats(a.std, "std"),
-            **{k: getattr(a, k) for k in OPEN_OPTIONS}}
+            **{k: getattr(a, k) for k in PREDICT_OPTIONS}}
 
 
 def cmd_classify(a):
@@ -83,7 +84,7 @@ def add_model_args(p):
     p.add_argument("--labels", help="class names, one per line (overrides the bundle's)")
     p.add_argument("--mean", help="pixel mean for a bare .tflite: it sees (pixel - mean) / std")
     p.add_argument("--std", help="pixel std for a bare .tflite")
-    add_argparse_options(p, only=OPEN_OPTIONS)
+    add_argparse_options(p, only=PREDICT_OPTIONS)
     p.add_argument("--json", action="store_true")
 
 

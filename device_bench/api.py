@@ -5,7 +5,7 @@
 
 import os
 
-from device_bench.options import BenchParams
+from device_bench.options import DEFAULT_REPEAT, BenchParams
 
 
 def as_paths(value):
@@ -15,32 +15,44 @@ def as_paths(value):
     return [os.fspath(v) for v in value]
 
 
-def benchmark(models, threads=(1,), params=None, cooldown=0.0, isolate=True, progress=None, **options):
-    """Benchmark each model at each thread count, one fresh process per configuration.
-
-    ``options`` are BenchParams fields (num_runs, min_secs, runtime, xnnpack, ...). Returns a list of
-    BenchResult, failures included as error rows."""
-    from dataclasses import replace
-    from device_bench.options import parse_threads
-    from device_bench.sweep import run_sweep
+def sweep_settings(threads=(1,), repeat=DEFAULT_REPEAT, cooldown=0.0):
+    """The SweepSettings of API arguments: one thread count or several, processes per configuration, pause."""
+    from device_bench.options import SweepSettings, parse_threads
     threads = parse_threads([threads] if isinstance(threads, int) else threads)
-    params = replace(params or BenchParams(), threads=threads[0], **options).validate()
-    return run_sweep(as_paths(models), params, threads, cooldown, isolate=isolate, progress=progress)
+    return SweepSettings(tuple(threads), repeat, float(cooldown)).validate()
 
 
-def _predictor(model, labels=None, mean=None, std=None, runtime=None, verify=True, max_memory_mb=None):
+def benchmark(models, threads=(1,), params=None, cooldown=0.0, isolate=True, progress=None, repeat=DEFAULT_REPEAT,
+              **options):
+    """Benchmark each model on each runtime at each thread count, in ``repeat`` fresh processes per
+    configuration, interleaved.
+
+    ``options`` are BenchParams fields (num_runs, min_secs, runtime="all", api, accelerator, xnnpack, ...).
+    Returns a list of BenchResult, failures included as error rows, absent accelerators as rows that say so."""
+    from dataclasses import replace
+    from device_bench.sweep import run_sweep
+    sweep = sweep_settings(threads, repeat, cooldown)
+    params = replace(params or BenchParams(), threads=sweep.threads[0], **options).validate()
+    return run_sweep(as_paths(models), params, sweep, isolate=isolate, progress=progress)
+
+
+def _predictor(model, labels=None, mean=None, std=None, runtime=None, api=None, accelerator="cpu", verify=True,
+               max_memory_mb=None):
     from device_bench.predict import open_predictor, preprocessing_override
     from device_bench.runtime import resolve_runtime
     return open_predictor(os.fspath(model), labels=labels, preprocessing=preprocessing_override(mean, std),
-                          runtime=resolve_runtime(runtime), verify=verify, max_memory_mb=max_memory_mb)
+                          runtime=resolve_runtime(runtime, api), accelerator=accelerator, verify=verify,
+                          max_memory_mb=max_memory_mb)
 
 
 def classify(model, images, top_k=None, labels=None, mean=None, std=None, **open_options):
-    """Top-k labels for image files or folders. Returns Predictions (per-image errors included).
+    """Top-k labels for image files or folders, in any runtime and API. Returns Predictions (per-image errors
+    included).
 
-    ``open_options``: runtime, verify (the bundle's sha256 check), max_memory_mb."""
+    ``open_options``: runtime, api, accelerator, verify (the bundle's sha256 check), max_memory_mb."""
     from device_bench.classify import classify as run
-    return run(_predictor(model, labels, mean, std, **open_options), as_paths(images), top_k)
+    with _predictor(model, labels, mean, std, **open_options) as predictor:
+        return run(predictor, as_paths(images), top_k)
 
 
 def inspect(model, runtime=None, verify=True, max_memory_mb=None):
@@ -50,8 +62,11 @@ def inspect(model, runtime=None, verify=True, max_memory_mb=None):
 
 
 def evaluate(model, dataset, compare=None, labels=None, mean=None, std=None, **open_options):
-    """Top-1/top-5 of ``model`` on class folders or a CSV; top-1 agreement with ``compare`` if given."""
+    """Top-1/top-5 of ``model`` on class folders or a CSV, in any runtime and API (a runtime can change
+    results); top-1 agreement with ``compare`` (in the same runtime) if given."""
     from device_bench.evaluate import evaluate as run
-    predictor = _predictor(model, labels, mean, std, **open_options)
-    other = _predictor(compare, labels, mean, std, **open_options) if compare is not None else None
-    return run(predictor, os.fspath(dataset), other)
+    with _predictor(model, labels, mean, std, **open_options) as predictor:
+        if compare is None:
+            return run(predictor, os.fspath(dataset))
+        with _predictor(compare, labels, mean, std, **open_options) as other:
+            return run(predictor, os.fspath(dataset), other)

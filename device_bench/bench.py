@@ -15,12 +15,15 @@ from dataclasses import asdict
 import numpy as np
 
 from device_bench import environment
-from device_bench.errors import EdgekitError
+from device_bench.ceiling import try_ceiling
+from device_bench.engines import open_engine
+from device_bench.errors import AcceleratorUnavailable, EdgekitError
 from device_bench.images import load_input, quantize
 from device_bench.manifest import check_tensors, read_bundle
 from device_bench.options import BenchParams
 from device_bench.records import BenchResult
-from device_bench.runtime import delegated_nodes, open_interpreter, resolve_runtime
+from device_bench.repeats import with_processes
+from device_bench.runtime import resolve_runtime
 from device_bench.stats import summarize
 
 POLL_SECONDS = 0.05
@@ -121,79 +124,92 @@ def timed_runs(invoke, params, warnings):
 
 
 def run_benchmark(model, params=BenchParams()):
-    """Benchmark one model with one configuration, in this process. Returns a BenchResult."""
+    """Benchmark one model with one configuration, in this process. Returns a BenchResult (a row that says
+    so when the accelerator asked for is not here)."""
     params.validate()
     ref = read_bundle(model, verify=params.verify)
-    runtime = resolve_runtime(params.runtime)
-    env_before = environment.collect(runtime)
+    runtime = resolve_runtime(params.runtime, params.api)
+    env = environment.collect(runtime)
+    clock = {"before": environment.clock()}
     warnings = []
     memory = {"rss_before_load": _status_mb("VmRSS")}
     poller = _MemoryPoller() if params.poll_memory else None
     if poller:
         poller.start()
     t0 = time.perf_counter()
-    interpreter = open_interpreter(ref.tflite_path, runtime, params.threads, params.xnnpack, params.delegate,
-                                   params.max_memory_mb)
-    init_ms = (time.perf_counter() - t0) * 1e3
-    memory["rss_after_init"] = _status_mb("VmRSS")
-    inputs = interpreter.get_input_details()
-    if not inputs or not interpreter.get_output_details():
-        raise EdgekitError(f"{ref.tflite_path}: the model has no input or no output tensor")
-    check_tensors(ref, inputs[0], interpreter.get_output_details()[0])
-    if len(inputs) != 1:
-        warnings.append("the model has several inputs; only the first is fed")
-    interpreter.set_tensor(inputs[0]["index"], make_input(inputs[0], ref, params.input))
-    input_dtype = np.dtype(inputs[0]["dtype"]).name
-    if runtime.name == "tflite-runtime" and (input_dtype in ("int8", "uint8") or
-                                             (ref.manifest or {}).get("precision") == "int8"):
-        warnings.append("tflite-runtime does not apply XNNPACK to int8 models: expect int8 to run many times "
-                        "slower than in LiteRT (pip install ai-edge-litert)")
-    first_ms, warm, times = timed_runs(interpreter.invoke, params, warnings)
-    if poller:
-        poller.stop.set()
-        poller.join()
-        poller.sample()
-    env = environment.collect(runtime)
-    warnings += [w for w in (_drift(env_before, env),) if w]
+    try:
+        engine = open_engine(ref.tflite_path, runtime, params.threads, params.xnnpack, params.delegate,
+                             params.accelerator, params.max_memory_mb)
+    except AcceleratorUnavailable as e:
+        if poller:
+            poller.stop.set()
+        return BenchResult(model=ref.name, path=os.path.abspath(model), precision=(ref.manifest or {}).get("precision"),
+                           runtime=dict(runtime.as_dict(), accelerator=params.accelerator), threads=params.threads,
+                           unavailable=str(e), environment=env)
+    with engine:
+        init_ms = (time.perf_counter() - t0) * 1e3
+        memory["rss_after_init"] = _status_mb("VmRSS")
+        measured = _measure(engine, ref, params, warnings)
+        if poller:
+            poller.stop.set()
+            poller.join()
+            poller.sample()
+        memory.update(rss_end=_status_mb("VmRSS"), peak_rss_vmhwm=_status_mb("VmHWM"),
+                      peak_rss_polled_50ms=poller.peak if poller else None)
+        delegation, env["runtime"] = engine.delegation(), engine.describe()
+    clock["after"] = environment.clock()
+    warnings += environment.clock_drift(clock["before"], clock["after"])
     if env.get("emulated"):
         warnings.append("emulated CPU: timings say nothing about the real device")
-    memory.update(rss_end=_status_mb("VmRSS"), peak_rss_vmhwm=_status_mb("VmHWM"),
-                  peak_rss_polled_50ms=poller.peak if poller else None)
-    measured = {"init_ms": init_ms, "first_ms": first_ms, "warm": warm, "times": times, "memory": memory,
-                "input_dtype": input_dtype, "warnings": warnings}
-    return _record(ref, model, params, runtime, interpreter, measured, env)
+    precision = (ref.manifest or {}).get("precision") or _precision_of(measured["input_dtype"])
+    ceiling = try_ceiling(runtime, params, precision, env, warnings)  # after the memory figures: not in them
+    measured.update(init_ms=init_ms, memory=memory, warnings=warnings, delegation=delegation, clock=clock,
+                    ceiling=ceiling)
+    return _record(ref, model, params, measured, env)
 
 
-def _record(ref, model, params, runtime, interpreter, measured, env):
-    """Assemble the BenchResult of one configuration from what run_benchmark measured."""
+def _precision_of(input_dtype):
+    """A bare .tflite's precision for its ceiling, from its input type (None: unknown, bound by both kernels)."""
+    return "int8" if input_dtype in ("int8", "uint8") else None
+
+
+def _measure(engine, ref, params, warnings):
+    """Feed the input and time first inference, warm-up and timed runs of an open engine."""
+    inputs = engine.input_details
+    if not inputs or not engine.output_details:
+        raise EdgekitError(f"{ref.tflite_path}: the model has no input or no output tensor")
+    check_tensors(ref, inputs[0], engine.output_details[0])
+    if len(inputs) != 1:
+        warnings.append("the model has several inputs; only the first is fed")
+    engine.set_input(make_input(inputs[0], ref, params.input))
+    input_dtype = np.dtype(inputs[0]["dtype"]).name
+    if engine.runtime.name == "tflite-runtime" and (input_dtype in ("int8", "uint8") or
+                                                    (ref.manifest or {}).get("precision") == "int8"):
+        warnings.append("tflite-runtime does not apply XNNPACK to int8 models: expect int8 to run many times "
+                        "slower than in LiteRT (pip install ai-edge-litert)")
+    warnings += engine.notes
+    first_ms, warm, times = timed_runs(engine.invoke, params, warnings)
+    return {"first_ms": first_ms, "warm": warm, "times": times, "input_dtype": input_dtype}
+
+
+def _record(ref, model, params, measured, env):
+    """Assemble the BenchResult of one configuration (one process) from what run_benchmark measured."""
     latency, warm, memory = summarize(measured["times"]), measured["warm"], measured["memory"]
-    taken, total = delegated_nodes(interpreter)
     manifest = ref.manifest or {}
     memory["note"] = ("peak_rss_* is this benchmark process's high-water mark (VmHWM: Python, numpy and the "
                       "runtime included), like benchmark_model's 'overall'; init delta = rss_after_init - "
                       "rss_before_load" + ("; polled every 50 ms in a thread, which may affect timing"
                                            if memory.get("peak_rss_polled_50ms") is not None else ""))
-    return BenchResult(
+    peak_rss = memory["peak_rss_vmhwm"] or _maxrss_mb()
+    result = BenchResult(
         model=ref.name, path=os.path.abspath(model), precision=manifest.get("precision"),
         params=manifest.get("params"), macs=manifest.get("macs"),
-        model_size_bytes=os.path.getsize(ref.tflite_path), runtime=runtime.as_dict(), threads=params.threads,
+        model_size_bytes=os.path.getsize(ref.tflite_path), runtime=env["runtime"], threads=params.threads,
         xnnpack=params.xnnpack, delegate=params.delegate, input=params.input or "random",
         input_dtype=measured["input_dtype"], init_ms=measured["init_ms"], first_ms=measured["first_ms"],
         warmup_ms=summarize(warm) if warm else None, latency_ms=latency,
         throughput_per_s=1e3 / latency["mean"] if latency["mean"] else None,
-        delegated_nodes=taken, total_nodes=total,
-        fully_delegated=(taken == total) if taken is not None and (params.xnnpack or params.delegate) else None,
-        peak_rss_mb=memory["peak_rss_vmhwm"] or _maxrss_mb(), memory_mb=memory,
+        **measured["delegation"], peak_rss_mb=peak_rss, memory_mb=memory,
         timings_meaningful=not env.get("emulated"), params_used=asdict(params), warnings=measured["warnings"],
-        environment=env)
-
-
-def _drift(before, after):
-    notes = []
-    f0, f1 = before.get("frequency_mhz"), after.get("frequency_mhz")
-    if f0 and f1 and abs(f1 - f0) / f0 > 0.1:
-        notes.append(f"CPU frequency moved from {f0} to {f1} MHz")
-    t0, t1 = before.get("temperature_c"), after.get("temperature_c")
-    if t0 is not None and t1 is not None and abs(t1 - t0) >= 5:
-        notes.append(f"temperature moved from {t0:.0f} to {t1:.0f} °C")
-    return ("during the run: " + "; ".join(notes) + " (throttling may skew timings)") if notes else None
+        environment=env, ceiling=measured["ceiling"], clock=measured["clock"])
+    return with_processes(result)

@@ -68,20 +68,55 @@ def _float(text):
         return None
 
 
-def frequency_mhz():
-    """Current CPU clock, sampled before and after a run so frequency changes can be flagged."""
-    value = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
-    return round(int(value) / 1000) if value and value.isdigit() else None
+SYS = "/sys"  # the root of sysfs, a parameter so that tests can stand up a Raspberry Pi's files
 
 
-def temperature_c():
-    """Hottest thermal zone, sampled before and after a run so thermal throttling can be flagged."""
+def frequency_mhz(sys_root=None):
+    """The fastest core's current clock, sampled before and after a run so that throttling can be flagged."""
+    root = sys_root or SYS
+    values = [_read(p) for p in sorted(glob.glob(f"{root}/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq"))]
+    values = [int(v) for v in values if v and v.isdigit()]
+    return round(max(values) / 1000) if values else None
+
+
+def temperature_c(sys_root=None):
+    """Hottest thermal zone, sampled before and after a run so that heating can be flagged."""
     temps = []
-    for zone in sorted(glob.glob("/sys/class/thermal/thermal_zone*/temp")):
+    for zone in sorted(glob.glob(f"{sys_root or SYS}/class/thermal/thermal_zone*/temp")):
         value = _read(zone)
         if value and value.lstrip("-").isdigit():
             temps.append(int(value) / 1000)
     return max(temps) if temps else None
+
+
+def clock(sys_root=None):
+    """{frequency_mhz, temperature_c} now, each None where /sys does not expose it (most VMs)."""
+    return {"frequency_mhz": frequency_mhz(sys_root), "temperature_c": temperature_c(sys_root)}
+
+
+def clock_drift(before, after):
+    """Warnings when the clock or temperature moved during a run: "throttled: 1.5 -> 0.6 GHz"."""
+    notes = []
+    f0, f1 = before.get("frequency_mhz"), after.get("frequency_mhz")
+    if f0 and f1 and abs(f1 - f0) / f0 > 0.1:
+        notes.append(f"{'throttled' if f1 < f0 else 'clock rose'}: {f0 / 1000:.1f} \u2192 {f1 / 1000:.1f} GHz "
+                     f"during the run (figures may be skewed)")
+    t0, t1 = before.get("temperature_c"), after.get("temperature_c")
+    if t0 is not None and t1 is not None and abs(t1 - t0) >= 5:
+        notes.append(f"temperature moved: {t0:.0f} \u2192 {t1:.0f} \u00b0C during the run")
+    return notes
+
+
+def nominal_peak_macs_per_s(env, threads, precision):
+    """The nominal peak multiply-adds/s, for reference only (the core may boost above the clock it is taken
+    from): threads x clock x (vector bits / 32 lanes) x 2 FMA units, and 4x that for int8 and dynamic-range
+    kernels on CPUs with int8 dot products (VNNI, ARM dotprod); None if unknown."""
+    mhz = env.get("max_frequency_mhz") or env.get("frequency_mhz") or env.get("cpuinfo_mhz")
+    bits = env.get("vector_bits")
+    if not mhz or not bits:
+        return None
+    per_lane = 4 if precision in ("int8", "dynamic") and env.get("int8_dot") else 1
+    return threads * mhz * 1e6 * (bits / 32) * 2 * per_lane
 
 
 def collect(runtime=None):

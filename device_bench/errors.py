@@ -15,3 +15,7 @@ class WeightsUnavailable(EdgekitError):
     def __init__(self, message, reason):
         super().__init__(message)
         self.reason = reason
+
+
+class AcceleratorUnavailable(EdgekitError):
+    """The runtime has no such accelerator here (no GPU, no NPU): a benchmark row says so instead of failing."""

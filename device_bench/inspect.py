@@ -38,7 +38,7 @@ def inspect_model(model, runtime=None, verify=True, max_memory_mb=None):
     ref = read_bundle(model, verify=verify)
     with open(ref.tflite_path, "rb") as f:
         data = f.read()
-    rt = resolve_runtime(runtime)
+    rt = resolve_runtime(runtime, "interpreter")  # the Interpreter is what lists ops and delegation
     interpreter = open_interpreter(ref.tflite_path, rt, max_memory_mb=max_memory_mb)
     nodes = delegation(interpreter) or []
     return {

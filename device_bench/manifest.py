@@ -276,3 +276,35 @@ def _buffer_bytes(buffer, file_bytes):
         return buffer.DataAsNumpy().tobytes()
     offset, size = buffer.Offset(), buffer.Size()
     return file_bytes[offset:offset + size] if offset > 1 else b""
+
+
+def io_tensors(path):
+    """The model's inputs and outputs as the tf.lite Interpreter describes them (index, name, shape, dtype,
+    quantization), read from the flatbuffer itself, for runtimes whose API does not report quantization."""
+    import mmap
+
+    import numpy as np
+    schema = tflite_schema()
+    if schema is None:
+        raise EdgekitError(f"{path}: reading its input and output tensors needs ai-edge-litert's schema "
+                           f"(pip install ai-edge-litert)")
+    type_names = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            graph = schema.Model.GetRootAs(buf, 0).Subgraphs(0)
+
+            def describe(i):
+                t = graph.Tensors(i)
+                q = t.Quantization()
+                scale = float(q.Scale(0)) if q is not None and q.ScaleLength() else 0.0
+                zero = int(q.ZeroPoint(0)) if q is not None and q.ZeroPointLength() else 0
+                return {"index": i, "name": (t.Name() or b"").decode("utf-8", "replace"),
+                        "shape": [int(t.Shape(d)) for d in range(t.ShapeLength())],
+                        "dtype": np.dtype(type_names[t.Type()]).type, "quantization": (scale, zero)}
+
+            return ([describe(graph.Inputs(k)) for k in range(graph.InputsLength())],
+                    [describe(graph.Outputs(k)) for k in range(graph.OutputsLength())])
+    except (OSError, ValueError) as e:
+        raise EdgekitError(f"{path}: cannot read ({e})") from None
+    except Exception as e:  # a damaged flatbuffer can fail in many ways
+        raise EdgekitError(f"{path}: damaged TFLite model, cannot read its tensors ({e})") from None

@@ -6,18 +6,21 @@ import numpy as np
 from device_bench.errors import EdgekitError
 from device_bench.images import dequantize, load_input, make_preprocessing, quantize
 from device_bench.manifest import check_tensors, read_bundle, read_labels
-from device_bench.runtime import open_interpreter, resolve_runtime
+from device_bench.runtime import resolve_runtime
 
 
 class Predictor:
-    """A model open in a runtime, with the preprocessing and labels its bundle declares."""
+    """A model open in a runtime (any runtime and API: device_bench.engines), with the preprocessing and
+    labels its bundle declares."""
 
-    def __init__(self, ref, runtime=None, threads=1, xnnpack=True, preprocessing=None, max_memory_mb=None):
+    def __init__(self, ref, runtime=None, threads=1, xnnpack=True, preprocessing=None, max_memory_mb=None,
+                 accelerator="cpu"):
+        from device_bench.engines import open_engine
         self.ref = ref
         self.runtime = runtime or resolve_runtime()
-        self.interpreter = open_interpreter(ref.tflite_path, self.runtime, threads, xnnpack,
-                                            max_memory_mb=max_memory_mb)
-        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        self.engine = open_engine(ref.tflite_path, self.runtime, threads, xnnpack, accelerator=accelerator,
+                                  max_memory_mb=max_memory_mb)
+        inputs, outputs = self.engine.input_details, self.engine.output_details
         if len(inputs) != 1 or len(outputs) != 1:
             raise EdgekitError(f"{ref.tflite_path}: an image classifier has one input and one output, this model "
                                f"has {len(inputs)} and {len(outputs)}")
@@ -38,11 +41,25 @@ class Predictor:
         x = quantize(np.asarray(batch, np.float32), self.input["dtype"], scale, zero)
         if list(x.shape) != self.input_shape:
             raise EdgekitError(f"input of shape {list(x.shape)} does not fit the model's {self.input_shape}")
-        self.interpreter.set_tensor(self.input["index"], x)
-        self.interpreter.invoke()
-        y = self.interpreter.get_tensor(self.output["index"])
+        self.engine.set_input(x)
+        self.engine.invoke()
+        y = self.engine.get_output()
         scale, zero = self.output["quantization"]
         return dequantize(y, scale, zero).reshape(-1)
+
+    def describe(self):
+        """The runtime, version, API and accelerator the predictions come from."""
+        return self.engine.describe()
+
+    def close(self):
+        """Release the runtime's objects now."""
+        self.engine.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def load(self, image_path):
         """Read an image as the model's input, refusing to guess pixel scaling that no manifest declares."""
@@ -65,10 +82,10 @@ def preprocessing_override(mean=None, std=None, mode=None, crop_fraction=None):
 
 
 def open_predictor(model, labels=None, preprocessing=None, runtime=None, threads=1, verify=True,
-                   max_memory_mb=None):
+                   max_memory_mb=None, accelerator="cpu"):
     """A Predictor for a bundle folder or .tflite file; ``labels`` (a file) overrides the bundle's."""
     ref = read_bundle(model, verify=verify)
     if labels:
         ref.labels = read_labels(labels)
     return Predictor(ref, runtime=runtime, threads=threads, preprocessing=preprocessing,
-                     max_memory_mb=max_memory_mb)
+                     max_memory_mb=max_memory_mb, accelerator=accelerator)

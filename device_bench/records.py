@@ -16,7 +16,7 @@ class _Record:
     def to_dict(self):
         """The JSON view, stamped with the schema version."""
         d = asdict(self)
-        if d.get("error"):  # an error row carries only what is known
+        if d.get("error") or d.get("unavailable"):  # an error row carries only what is known
             d = {k: v for k, v in d.items() if v is not None}
         else:
             d = {k: v for k, v in d.items() if v is not None or k not in self._optional}
@@ -34,9 +34,20 @@ class _Record:
         return not getattr(self, "error", None)
 
 
+BENCH_SUMMARY_FIELDS = ("threads", "runtime", "init_ms", "first_ms", "latency_ms", "latency_spread", "repeat",
+                        "processes", "peak_rss_mb", "memory_mb", "delegated_nodes", "total_nodes", "fully_delegated",
+                        "throughput_per_s", "ceiling", "achieved", "clock", "sweep", "warnings", "unavailable",
+                        "error")
+
+
 @dataclass
 class BenchResult(_Record):
-    """One (model, runtime, configuration) benchmark, shaped like benchmark_model's report."""
+    """One (model, runtime, configuration) benchmark, shaped like benchmark_model's report.
+
+    With several processes (``repeat``), every figure is the median over processes of that process's
+    figure (latency_ms["p50"] is the median of process medians); ``processes`` keeps each process's own,
+    ``latency_spread`` how far their medians lie apart. ``runtime`` names the runtime, its version, API and
+    accelerator; ``unavailable`` says why a row has no figures (an accelerator that is not here)."""
     model: str
     path: str = None
     precision: str = None
@@ -63,9 +74,23 @@ class BenchResult(_Record):
     params_used: dict = None
     warnings: list = field(default_factory=list)
     environment: dict = None
+    repeat: int = None
+    latency_spread: dict = None
+    processes: list = None
+    ceiling: dict = None
+    achieved: dict = None
+    clock: dict = None
+    sweep: dict = None
+    unavailable: str = None
     error: str = None
     target: str = None
     device: dict = None
+    _optional = ("error", "target", "device", "unavailable", "sweep")
+
+    def summary(self):
+        """The figures a study row or a report keeps of this benchmark (BENCH_SUMMARY_FIELDS)."""
+        d = self.to_dict()
+        return {k: d[k] for k in BENCH_SUMMARY_FIELDS if k in d}
 
 
 @dataclass
@@ -78,11 +103,8 @@ class ImagePrediction(_Record):
     device: dict = None
 
 
-@dataclass
-class Predictions(_Record):
-    """Every image's top-k for one model; iterate over it for the per-image records."""
-    model: str
-    items: list = field(default_factory=list)
+class _Items(_Record):
+    """A record holding a list of records in ``items``: iterable, sized, ok when every item is."""
 
     def __iter__(self):
         return iter(self.items)
@@ -92,10 +114,20 @@ class Predictions(_Record):
 
     @property
     def ok(self):
+        """Every item is ok."""
         return all(i.ok for i in self.items)
 
     def to_dict(self):
-        return {"schema": SCHEMA, "model": self.model, "items": [i.to_dict() for i in self.items]}
+        """The JSON view: the record's own fields, then its items'."""
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "items"}
+        return {"schema": SCHEMA, **own, "items": [i.to_dict() for i in self.items]}
+
+
+@dataclass
+class Predictions(_Items):
+    """Every image's top-k for one model; iterate over it for the per-image records."""
+    model: str
+    items: list = field(default_factory=list)
 
 
 @dataclass
@@ -178,3 +210,32 @@ class ConvertResult(Mapping):
     def to_dict(self):
         return {"schema": SCHEMA, "model": self.model, "source": self.source,
                 "bundles": [b.to_dict() for b in self.bundles]}
+
+
+@dataclass
+class Recommendation(_Record):
+    """The build to ship for one model on one device, chosen from measured results only, with why, the
+    runners-up and the command that measures it again; ``decided`` is False when the data cannot tell."""
+    model: str
+    device: str = None
+    decided: bool = False
+    winner: dict = None
+    reason: str = None
+    undecided: list = field(default_factory=list)  # why the data cannot decide
+    runners_up: list = field(default_factory=list)
+    left_out: list = field(default_factory=list)  # builds not considered, and why
+    command: str = None
+    evaluate_command: str = None
+    criteria: dict = None
+
+    @property
+    def ok(self):
+        """The data decided."""
+        return self.decided
+
+
+@dataclass
+class Recommendations(_Items):
+    """One Recommendation per model and device; iterate over it for them (ok when every one is decided)."""
+    criteria: dict
+    items: list = field(default_factory=list)

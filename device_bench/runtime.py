@@ -1,30 +1,36 @@
-"""Finding a TFLite runtime and opening a model in it, with clear errors instead of tracebacks.
+"""Finding a runtime for .tflite models and opening a model in its Interpreter, with clear errors
+instead of tracebacks. (device_bench.engines puts every runtime and API behind one interface.)
 
-Resolution order: LiteRT (ai-edge-litert), then tflite-runtime, then tensorflow.lite (imported only
-as the last resort, since it costs seconds and hundreds of MB).
+Resolution order: LiteRT (ai-edge-litert), then tflite-runtime, then OpenVINO, then tensorflow.lite
+(imported only as the last resort, since it costs seconds and hundreds of MB).
 """
 
+import importlib.util
 import os
 import platform
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from device_bench.errors import EdgekitError
-from device_bench.options import RUNTIMES
+from device_bench.options import ALL, RUNTIME_APIS, RUNTIMES
 from device_bench.silence import quiet_stderr
+
+_PACKAGES = {"litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime", "openvino": "openvino",
+             "tensorflow": "tensorflow"}
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """Whichever TFLite runtime was found, behind one interface, with its name and version for results."""
+    """Whichever runtime was found and the API to drive it through, with name and version for results."""
     name: str
     version: str
-    module: object  # the module holding Interpreter, load_delegate, OpResolverType
+    module: object  # the module holding Interpreter, load_delegate, OpResolverType (openvino: the package)
+    api: str = "interpreter"
 
     def as_dict(self):
-        """The runtime's name and version for results; the module itself cannot be serialised."""
-        return {"name": self.name, "version": self.version}
+        """The runtime's name, version and API for results; the module itself cannot be serialised."""
+        return {"name": self.name, "version": self.version, "api": self.api}
 
 
 def _install_hint(name):
@@ -34,6 +40,8 @@ def _install_hint(name):
         return f"pip install ai-edge-litert (wheels for Linux x86_64/aarch64 and macOS arm64; this is {py} on {arch})"
     if name == "tflite-runtime":
         return f"pip install tflite-runtime 'numpy<2' (wheels up to Python 3.11; this is {py} on {arch})"
+    if name == "openvino":
+        return "pip install 'edgekit-tflite[openvino]' (or pip install openvino)"
     return "pip install tensorflow"
 
 
@@ -46,6 +54,9 @@ def _import(name):
         import tflite_runtime
         from tflite_runtime import interpreter as mod
         return Runtime(name, getattr(tflite_runtime, "__version__", "unknown"), mod)
+    if name == "openvino":
+        import openvino
+        return Runtime(name, openvino.__version__.split("-")[0], openvino, "compiled")
     import tensorflow as tf
     return Runtime(name, tf.__version__, _TFLiteShim(tf))
 
@@ -59,14 +70,20 @@ class _TFLiteShim:
         self.OpResolverType = tf.lite.experimental.OpResolverType
 
 
-def resolve_runtime(name=None):
-    """The named runtime, or the first one installed; EdgekitError naming what to install."""
+def resolve_runtime(name=None, api=None):
+    """The named runtime (or the first one installed that has ``api``) set to drive ``api`` (default: the
+    runtime's first); EdgekitError naming what to install."""
+    if name == ALL:
+        raise EdgekitError("runtime 'all' names a sweep over runtimes; this needs one runtime")
     if name is not None and name not in RUNTIMES:
         raise EdgekitError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}")
+    if name is not None and api is not None and api not in RUNTIME_APIS[name]:
+        raise EdgekitError(f"runtime {name} has no {api} API; it has {', '.join(RUNTIME_APIS[name])}")
     errors = []
-    for candidate in ([name] if name else RUNTIMES):
+    for candidate in ([name] if name else [r for r in RUNTIMES if api is None or api in RUNTIME_APIS[r]]):
         try:
-            return _import(candidate)
+            runtime = _import(candidate)
+            return replace(runtime, api=api or RUNTIME_APIS[candidate][0])
         except ImportError as e:
             if "_ARRAY_API" in str(e) or "numpy.core.multiarray failed" in str(e):
                 raise EdgekitError(f"runtime {candidate} was built for NumPy 1.x and this is NumPy "
@@ -75,6 +92,13 @@ def resolve_runtime(name=None):
     if name:
         raise EdgekitError(f"runtime {name} is not installed: {_install_hint(name)}")
     raise EdgekitError(f"no TFLite runtime is installed: {_install_hint('litert')}, or {_install_hint('tflite-runtime')}")
+
+
+def installed_runtimes():
+    """(runtime, api) for every runtime installed here, every API of each, tensorflow left out (the last-resort
+    fallback, and an old LiteRT); found without importing them, so a broken install shows as an error row."""
+    return [(name, api) for name in RUNTIMES if name != "tensorflow" and importlib.util.find_spec(_PACKAGES[name])
+            for api in RUNTIME_APIS[name]]
 
 
 def _numpy_version():
@@ -141,7 +165,7 @@ def open_interpreter(model_path, runtime, threads=1, xnnpack=True, delegate=None
         try:
             kwargs["experimental_delegates"] = [mod.load_delegate(path, options)]
         except (ValueError, OSError, RuntimeError) as e:
-            raise EdgekitError(f"delegate {path} will not load: {_first_line(e)}") from None
+            raise EdgekitError(f"delegate {path} will not load: {first_line(e)}") from None
     try:
         with quiet_stderr():  # the runtime's own "INFO: Created ... XNNPACK delegate" line
             interpreter = mod.Interpreter(**kwargs)
@@ -166,11 +190,12 @@ def describe_load_error(e, runtime):
         return (f"the model needs a newer runtime: {runtime.name} {runtime.version} has no "
                 f"{op.group(1)} version {op.group(2)}")
     if "identifier" in text or "not a valid flatbuffer" in text.lower() or "Could not open" in text:
-        return f"not a TFLite model, or a damaged one ({_first_line(e)})"
-    return f"cannot load the model in {runtime.name} {runtime.version} ({_first_line(e)})"
+        return f"not a TFLite model, or a damaged one ({first_line(e)})"
+    return f"cannot load the model in {runtime.name} {runtime.version} ({first_line(e)})"
 
 
-def _first_line(e):
+def first_line(e):
+    """The first non-empty line of an exception, at most 300 characters, for one-line errors."""
     lines = [l for l in str(e).strip().splitlines() if l.strip()]
     return (lines[0] if lines else type(e).__name__)[:300]
 

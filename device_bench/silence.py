@@ -28,3 +28,21 @@ def quiet_stderr():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+_AT_EXIT = []
+
+
+def silence_at_exit():
+    """Point fd 2 at /dev/null once Python has finished (after atexit's other work), so that a native
+    library's teardown chatter (LiteRT logs each accelerator it destroys) does not follow the output."""
+    if VERBOSE or _AT_EXIT:
+        return
+    import atexit
+
+    def hush():
+        sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
+    _AT_EXIT.append(hush)
+    atexit.register(hush)

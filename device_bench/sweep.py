@@ -1,7 +1,9 @@
-"""A sweep: every model x thread count, each configuration in a fresh process of its own.
+"""A sweep: every model x runtime x thread count, each configuration in fresh processes of its own.
 
-A fresh process per configuration keeps one configuration's memory out of the next one's figures,
-and turns a runtime crash into an error row instead of the end of the sweep.
+A fresh process per run keeps one configuration's memory out of the next one's figures, and turns a
+runtime crash into an error row instead of the end of the sweep. Each configuration runs in
+``repeat`` processes, interleaved across configurations (round robin, alternating direction, so a
+slow drift of the machine falls on every configuration alike); device_bench.repeats combines them.
 """
 
 import json
@@ -13,8 +15,11 @@ import time
 from dataclasses import replace
 
 from device_bench.errors import EdgekitError
-from device_bench.options import params_to_argv
+from device_bench.options import ACCELERATORS, ALL, RUNTIME_APIS, SweepSettings, params_to_argv
 from device_bench.records import BenchResult
+from device_bench.repeats import combine
+
+ORDER = "interleaved round robin, alternating direction"
 
 
 def runner_command():
@@ -27,9 +32,10 @@ def runner_command():
 
 
 def error_row(model, params, message):
-    """A configuration that could not be measured, as a row the sweep keeps."""
+    """A configuration that could not be measured, as a row the sweep keeps (with the runtime it asked for)."""
+    runtime = {"name": params.runtime, "api": params.api, "accelerator": params.accelerator}
     return BenchResult(model=os.path.basename(os.path.normpath(str(model))), path=os.path.abspath(str(model)),
-                       threads=params.threads, xnnpack=params.xnnpack, error=message)
+                       runtime=runtime, threads=params.threads, xnnpack=params.xnnpack, error=message)
 
 
 def run_isolated(model, params, timeout=None):
@@ -52,21 +58,72 @@ def run_isolated(model, params, timeout=None):
                                         f"{last[:300]}")
 
 
-def run_sweep(models, params, threads=(1,), cooldown=0.0, isolate=True, progress=None):
-    """Every model x thread count; one BenchResult (or error row) each, in a fresh process each."""
+def runtime_specs(params):
+    """(runtime, api, accelerator) for each runtime a sweep covers: ``all`` expands to every installed
+    runtime and API, accelerator ``all`` to cpu, gpu and npu for the compiled APIs (the Interpreter: cpu)."""
+    from device_bench.runtime import installed_runtimes
+    if params.runtime == ALL:
+        pairs = [(r, a) for r, a in installed_runtimes() if params.api in (None, a)]
+        if not pairs:
+            raise EdgekitError(f"--runtime all: no runtime{' with the ' + params.api + ' API' if params.api else ''} "
+                               f"is installed here (pip install ai-edge-litert)")
+    else:
+        pairs = [(params.runtime, params.api)]
+    specs = []
+    for runtime, api in pairs:
+        compiled = (api or (RUNTIME_APIS[runtime][0] if runtime else "interpreter")) == "compiled"
+        accelerators = (ACCELERATORS if compiled else ("cpu",)) if params.accelerator == ALL else (params.accelerator,)
+        specs += [(runtime, api, accelerator) for accelerator in accelerators]
+    return specs
+
+
+def configurations(models, params, sweep):
+    """Every model x runtime spec x thread count, as the BenchParams of one process."""
+    return [(m, replace(params, runtime=r, api=a, accelerator=acc, threads=t))
+            for m in models for r, a, acc in runtime_specs(params) for t in sweep.threads]
+
+
+def _run_one(model, params, isolate):
     from device_bench.bench import run_benchmark
-    results = []
-    configs = [(m, replace(params, threads=t)) for m in models for t in threads]
-    for i, (model, p) in enumerate(configs):
-        if progress:
-            progress(f"[{i + 1}/{len(configs)}] {model}, {p.threads} thread{'s' if p.threads > 1 else ''}")
-        if isolate:
-            results.append(run_isolated(model, p))
-        else:
-            try:
-                results.append(run_benchmark(model, p))
-            except EdgekitError as e:
-                results.append(error_row(model, p, str(e)))
-        if cooldown and i + 1 < len(configs):
-            time.sleep(cooldown)
-    return results
+    if isolate:
+        return run_isolated(model, params)
+    try:
+        return run_benchmark(model, params)
+    except EdgekitError as e:
+        return error_row(model, params, str(e))
+
+
+def _describe(model, p):
+    where = p.runtime or "default runtime"
+    where += f" {p.api}" if p.api else ""
+    where += f" on {p.accelerator}" if p.accelerator != "cpu" else ""
+    return f"{model}, {where}, {p.threads} thread{'s' if p.threads > 1 else ''}"
+
+
+def run_sweep(models, params, sweep=None, isolate=True, progress=None):
+    """Every model x runtime x thread count in ``sweep.repeat`` fresh processes, interleaved; one combined
+    BenchResult each (error and unavailable rows included), in configuration order."""
+    sweep = (sweep or SweepSettings()).validate()
+    return run_configurations(configurations(models, params, sweep), sweep, isolate, progress)
+
+
+def run_configurations(configs, sweep, isolate=True, progress=None):
+    """(model, BenchParams) configurations, each in ``sweep.repeat`` fresh processes, interleaved (round robin,
+    alternating direction); one combined BenchResult per configuration, in order."""
+    runs = [[] for _ in configs]
+    done, total = 0, len(configs) * sweep.repeat
+    for round_ in range(sweep.repeat):
+        order = range(len(configs)) if round_ % 2 == 0 else reversed(range(len(configs)))
+        for i in order:
+            if runs[i] and (runs[i][0].error or runs[i][0].unavailable):
+                continue  # a failed or absent configuration fails again: do not repeat it
+            model, p = configs[i]
+            if done and sweep.cooldown:
+                time.sleep(sweep.cooldown)
+            done += 1
+            if progress:
+                progress(f"[{done}/{total}] {_describe(model, p)}" +
+                         (f", process {round_ + 1} of {sweep.repeat}" if sweep.repeat > 1 else ""))
+            runs[i].append(_run_one(model, p, isolate))
+    info = {"repeat": sweep.repeat, "cooldown_s": sweep.cooldown, "order": ORDER, "configurations": len(configs)}
+    return [replace(combine(r), sweep=info) for r in runs]

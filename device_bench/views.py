@@ -60,16 +60,36 @@ def _latency(key):
     return lambda r: (r.get("latency_ms") or {}).get(key)
 
 
+def runtime_label(runtime):
+    """'litert 2.3.0 compiled/cpu': a runtime record's name, version, API and accelerator in one cell."""
+    if not runtime:
+        return None
+    head = " ".join(str(runtime[k]) for k in ("name", "version") if runtime.get(k)) or "default runtime"
+    tail = "/".join(str(runtime[k]) for k in ("api", "accelerator") if runtime.get(k))
+    return f"{head} {tail}".strip()
+
+
+def spread_cell(r):
+    """'3% of 3': how far process medians lie apart, over how many processes."""
+    s = r.get("latency_spread")
+    return s and f"{s['relative']:.0%} of {s['processes']}"
+
+
+def _fraction(key):
+    return lambda r: (r.get("achieved") or {}).get(key)
+
+
 BENCH_COLUMNS = [
-    ("model", "model"), ("precision", "precision"),
-    ("runtime", lambda r: r.get("runtime") and f"{r['runtime']['name']} {r['runtime']['version']}"),
+    ("model", "model"), ("precision", "precision"), ("runtime", lambda r: runtime_label(r.get("runtime"))),
     ("threads", "threads"), ("xnnpack", "xnnpack"),
     ("size MB", lambda r: r.get("model_size_bytes") and r["model_size_bytes"] / 1e6),
     ("init ms", "init_ms"), ("first ms", "first_ms"),
-    ("p50 ms", _latency("p50")), ("p90 ms", _latency("p90")), ("p99 ms", _latency("p99")),
+    ("p50 ms", _latency("p50")), ("spread", spread_cell), ("p90 ms", _latency("p90")), ("p99 ms", _latency("p99")),
     ("runs", _latency("count")), ("peak RSS MB", "peak_rss_mb"),
+    ("GMAC/s", lambda r: (r.get("achieved") or {}).get("macs_per_s") and r["achieved"]["macs_per_s"] / 1e9),
+    ("of ceiling", _fraction("fraction_of_ceiling")),
     ("delegated", lambda r: r.get("total_nodes") and f"{r['delegated_nodes']}/{r['total_nodes']}"),
-    ("error", "error"),
+    ("error", lambda r: r.get("error") or (r.get("unavailable") and f"unavailable: {r['unavailable']}")),
 ]
 
 
@@ -79,12 +99,23 @@ def render_bench(rows):
     if any((r.get("environment") or {}).get("emulated") for r in rows):
         columns.append(("timings", lambda r: "EMULATED: meaningless"
                         if (r.get("environment") or {}).get("emulated") else None))
-    return format_table(rows, columns)
+    return "\n".join([format_table(rows, columns), *bench_notes(rows)])
 
 
 def bench_warnings(rows):
-    """Each record's warnings, one line each, for stderr."""
-    return [f"warning: {r['model']}: {w}" for r in rows for w in r.get("warnings") or []]
+    """Each record's warnings, one line each, naming its configuration, for stderr."""
+    return [f"warning: {r['model']} ({runtime_label(r.get('runtime'))}, {r.get('threads')} thread(s)): {w}"
+            for r in rows for w in r.get("warnings") or []]
+
+
+def bench_notes(rows):
+    """How the figures were taken, once for the table: processes per configuration, order, cooldown."""
+    sweep = next((r["sweep"] for r in rows if r.get("sweep")), None)
+    if not sweep:
+        return []
+    return [f"{sweep['repeat']} fresh process(es) per configuration, {sweep['order']}; figures are medians over "
+            f"processes, 'spread' is (highest - lowest) / median of the process medians; cooldown "
+            + (f"{sweep['cooldown_s']:g} s between processes" if sweep.get("cooldown_s") else "not used")]
 
 
 def render_classification(items):

@@ -15,7 +15,8 @@ _API = {
     "convert": "edgekit.api", "quantize": "edgekit.api", "benchmark": "edgekit.api", "classify": "edgekit.api",
     "evaluate": "edgekit.api", "inspect": "edgekit.api", "train": "edgekit.api", "compress": "edgekit.api",
     "TrainResult": "edgekit.training", "CompressResult": "edgekit.compression",
-    "run_study": "edgekit.study", "Study": "edgekit.study_config", "StudyResult": "edgekit.study",
+    "run_study": "edgekit.study", "recommend": "edgekit.api", "Recommendations": "device_bench.records",
+    "Recommendation": "device_bench.records", "Study": "edgekit.study_config", "StudyResult": "edgekit.study",
     "BenchParams": "device_bench.options", "Bundle": "device_bench.records", "ConvertResult": "device_bench.records",
     "BenchResult": "device_bench.records", "Predictions": "device_bench.records", "EvalResult": "device_bench.records",
 }

@@ -9,14 +9,16 @@
     preds   = edgekit.classify(bundles["int8"], ["cat.jpg"])
     acc     = edgekit.evaluate(bundles["int8"], "labelled/", compare=bundles["fp32"])
     study   = edgekit.run_study("study.toml")                        # or a Study built in code
+    choice  = edgekit.recommend("out/results.json", max_top1_drop=0.5)  # the build to ship, or why not
 """
 
 import os
 
 from device_bench import api as device
 from device_bench.errors import EdgekitError
-from device_bench.options import DEFAULT_CALIBRATION_COUNT, DEFAULT_IO, BenchParams
+from device_bench.options import DEFAULT_CALIBRATION_COUNT, DEFAULT_IO, DEFAULT_REPEAT, BenchParams
 from device_bench.records import BenchResult, EvalResult, ImagePrediction, Predictions
+from edgekit.recommendation import recommend  # noqa: F401  (part of the API)
 from edgekit.study import run_study  # noqa: F401  (part of the API)
 
 
@@ -129,20 +131,20 @@ def _targets(target, ssh_config):
 
 
 def benchmark(models, threads=(1,), *, target=None, ssh_config=None, install_runtime=False, cooldown=0.0,
-              params=None, progress=None, **options):
-    """Benchmark bundles or .tflite files here (one fresh process per configuration) or on ``target``.
+              repeat=DEFAULT_REPEAT, params=None, progress=None, **options):
+    """Benchmark bundles or .tflite files here or on ``target``: every runtime asked for (``runtime="all"``:
+    every one installed), each configuration in ``repeat`` fresh processes, interleaved.
 
-    ``options`` are BenchParams fields (num_runs, min_secs, runtime, xnnpack, ...). Returns a list of
-    BenchResult, one per model x thread count (x target), failures as error rows."""
+    ``options`` are BenchParams fields (num_runs, min_secs, runtime, api, accelerator, xnnpack, ...). Returns
+    a list of BenchResult, one per model x runtime x thread count (x target), failures as error rows."""
     from dataclasses import replace
-    from device_bench.options import parse_threads
     targets = _targets(target, ssh_config)
     if not targets:
-        return device.benchmark(models, threads, params, cooldown, progress=progress, **options)
+        return device.benchmark(models, threads, params, cooldown, progress=progress, repeat=repeat, **options)
     from edgekit.targets.jobs import bench_on_targets
-    threads = parse_threads([threads] if isinstance(threads, int) else threads)
-    params = replace(params or BenchParams(), threads=threads[0], **options).validate()
-    rows = bench_on_targets(targets, device.as_paths(models), params, threads, cooldown, install_runtime,
+    sweep = device.sweep_settings(threads, repeat, cooldown)
+    params = replace(params or BenchParams(), threads=sweep.threads[0], **options).validate()
+    rows = bench_on_targets(targets, device.as_paths(models), params, sweep, install_runtime,
                             progress or (lambda m: None))
     return [BenchResult.from_dict({"model": None, **r}) for r in rows]
 
@@ -151,7 +153,7 @@ def classify(model, images, top_k=None, *, labels=None, mean=None, std=None, tar
              install_runtime=False, progress=None, **open_options):
     """Top-k labels for image files or folders, here or on ``target``. Returns Predictions.
 
-    ``open_options``: runtime, verify (the bundle's sha256 check), max_memory_mb."""
+    ``open_options``: runtime, api, accelerator, verify (the bundle's sha256 check), max_memory_mb."""
     targets = _targets(target, ssh_config)
     if not targets:
         return device.classify(model, images, top_k, labels, mean, std, **open_options)
@@ -171,7 +173,10 @@ def inspect(model, **open_options):
 
 def evaluate(model, dataset, compare=None, *, labels=None, mean=None, std=None, target=None, ssh_config=None,
              install_runtime=False, progress=None, **open_options):
-    """Top-1/top-5 on class folders (or a CSV here). An EvalResult, or a list of them with ``target``."""
+    """Top-1/top-5 on class folders (or a CSV here), in any runtime and API. An EvalResult, or a list of them
+    with ``target``.
+
+    ``open_options``: runtime, api, accelerator, verify (the bundle's sha256 check), max_memory_mb."""
     targets = _targets(target, ssh_config)
     if not targets:
         return device.evaluate(model, dataset, compare, labels, mean, std, **open_options)

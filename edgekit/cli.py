@@ -12,7 +12,8 @@ import click
 from device_bench.errors import EdgekitError
 from device_bench.interrupts import install as install_interrupts, interrupted
 from device_bench.options import (ALL_PRECISIONS, BENCH_OPTIONS, DEFAULT_CALIBRATION_COUNT, DEFAULT_IO, IO_TYPES,
-                                  COMPRESS_METHODS, KEEP_AS, OPEN_OPTIONS, PREPROCESSING_MODES, QUANTIZERS, RUNTIMES, option_default)
+                                  COMPRESS_METHODS, KEEP_AS, OPEN_OPTIONS, PREDICT_OPTIONS, PREPROCESSING_MODES,
+                                  QUANTIZERS, option_default, single_choices)
 
 
 class EdgekitGroup(click.Group):
@@ -237,13 +238,14 @@ def _fidelity_note(fid):
     return f"  top-1 agreement {fid['top1_agreement']:.1%}, cosine {fid['cosine']:.4f}"
 
 
-def _help(opt):
-    return opt.help[0].upper() + opt.help[1:] + "."
+def _help(opt, text=None):
+    text = text or opt.help
+    return text[0].upper() + text[1:] + "."
 
 
 def bench_options(f, only=None):
-    """The benchmark options (or those whose dest is in ``only``), generated from
-    device_bench.options.BENCH_OPTIONS, their one definition."""
+    """The benchmark options (or those whose dest is in ``only``: a command that opens one model, so its
+    choices exclude 'all'), generated from device_bench.options.BENCH_OPTIONS, their one definition."""
     from device_bench.options import parse_threads
 
     def threads(ctx, param, value):
@@ -257,8 +259,10 @@ def bench_options(f, only=None):
         if opt.kind in ("flag", "no-flag"):
             f = click.option(opt.flag, opt.dest, is_flag=True, flag_value=opt.kind == "flag",
                              default=opt.kind != "flag", help=_help(opt))(f)
-        elif opt.kind == "runtime":
-            f = click.option(opt.flag, opt.dest, type=click.Choice(RUNTIMES), help=_help(opt))(f)
+        elif opt.kind == "choice":
+            f = click.option(opt.flag, opt.dest, type=click.Choice(single_choices(opt) if only else opt.choices),
+                             default=default, show_default=default is not None,
+                             help=_help(opt) if only else _help(opt, opt.bench_help))(f)
         else:
             kind = {"int": int, "float": float, "str": str, "threads": str}[opt.kind]
             f = click.option(opt.flag, opt.dest, type=kind, default=default, show_default=default is not None,
@@ -424,8 +428,8 @@ def bench(models, as_json, csv_path, force, targets, targets_file, ssh_config, i
     from edgekit import api
     if csv_path:
         refuse_existing(csv_path, force)
-    params, threads, cooldown = params_from_options(options)
-    results = api.benchmark(models, threads, params=params, cooldown=cooldown,
+    params, sweep = params_from_options(options)
+    results = api.benchmark(models, sweep.threads, params=params, cooldown=sweep.cooldown, repeat=sweep.repeat,
                             target=read_target_options(targets, targets_file, ssh_config),
                             install_runtime=install_runtime, progress=None if as_json else progress)
     rows = [r.to_dict() for r in results]
@@ -446,8 +450,9 @@ def open_options(f):
 
 
 def model_read_options(f):
-    """How to read a model: labels, pixel scaling, runtime, verification (classify and evaluate share them)."""
-    f = open_options(f)
+    """How to read a model: labels, pixel scaling, runtime, API, accelerator, verification (classify and
+    evaluate share them)."""
+    f = bench_options(f, only=PREDICT_OPTIONS)
     f = click.option("--std", help="Pixel std for a bare .tflite.")(f)
     f = click.option("--mean", help="Pixel mean for a bare .tflite: the model sees (pixel - mean) / std.")(f)
     f = click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one per line.")(f)
@@ -567,11 +572,38 @@ def run(config, outdir, force):
 
 
 def _finish(result):
+    from edgekit.recommendation import recommend as choose
+    from edgekit.recommendation import render
     from edgekit.report import render_table, table_rows
     rows = table_rows(result.to_dict())
     click.echo(render_table(rows))
     click.echo(f"report: {os.path.join(result.meta['output'], 'report.md')}")
+    try:
+        click.echo("\nRecommendation for this machine (edgekit recommend results.json):\n"
+                   + render(choose(result.to_dict())))
+    except EdgekitError as e:  # nothing was measured: the rows above say why
+        click.echo(f"\nNo recommendation: {e}")
     exit_if_failed(any(r.get("error") for r in rows))
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--max-latency-ms", type=float,
+              help="Latency budget (median): pick the most accurate build within it.")
+@click.option("--max-top1-drop", type=float, default=0.5, show_default=True,
+              help="Accuracy floor, in points below the best top-1 measured for the model.")
+@click.option("--max-memory-mb", type=float, help="Leave out builds whose benchmark process peaked above this.")
+@click.option("--device", help="Only the results of the device whose name, host, board or target contains this.")
+@click.option("--json", "as_json", is_flag=True, help="Print the recommendations as JSON.")
+def recommend(results, max_latency_ms, max_top1_drop, max_memory_mb, device, as_json):
+    """Pick the build to ship (runtime x API x precision x threads) from measured RESULTS.json files only:
+    the fastest within the accuracy floor, or the most accurate within --max-latency-ms; says so when the data
+    cannot decide."""
+    from edgekit import api
+    from edgekit.recommendation import render
+    recs = api.recommend(results, max_latency_ms=max_latency_ms, max_top1_drop=max_top1_drop,
+                         max_memory_mb=max_memory_mb, device=device)
+    click.echo(json.dumps(recs.to_dict(), indent=2) if as_json else render(recs))
 
 
 @cli.command()

@@ -3,60 +3,84 @@ tradeoff.png, from one run or from saved results of several devices (`edgekit re
 
 import json
 import os
+import shlex
 import tempfile
 
 from device_bench.environment import device_label
 from device_bench.errors import EdgekitError
 from device_bench.safe_write import write_text_atomic
-from device_bench.views import format_table, write_csv
+from device_bench.views import format_table, runtime_label, write_csv
 
 REPORT_FILES = ("results.json", "results.csv", "tradeoff.png", "report.md")
 MARKERS = {"fp32": "o", "fp16": "s", "dynamic": "^", "int8": "D"}
 COLUMNS = [
-    ("model", "model"), ("precision", "precision"), ("threads", "threads"), ("params", "params"),
-    ("MACs (M)", "macs_m"), ("size MB", "size_mb"), ("gzip MB", "gzip_mb"), ("size vs fp32", "size_vs_fp32"),
+    ("model", "model"), ("precision", "precision"), ("runtime", "runtime"), ("threads", "threads"),
+    ("params", "params"), ("MACs (M)", "macs_m"), ("size MB", "size_mb"), ("gzip MB", "gzip_mb"),
+    ("size vs fp32", "size_vs_fp32"),
     ("top-1", "top1"), ("top-5", "top5"), ("agree fp32", "agreement_fp32"),
-    ("init ms", "init_ms"), ("p50 ms", "p50_ms"), ("p90 ms", "p90_ms"), ("speed-up", "speedup_vs_fp32"),
-    ("peak RSS MB", "peak_rss_mb"), ("GMAC/s", "gmacs_per_s"), ("of peak", "fraction_of_peak"), ("error", "error"),
+    ("init ms", "init_ms"), ("p50 ms", "p50_ms"), ("spread", "spread"), ("p90 ms", "p90_ms"),
+    ("speed-up", "speedup_vs_fp32"), ("peak RSS MB", "peak_rss_mb"), ("GMAC/s", "gmacs_per_s"),
+    ("of peak", "fraction_of_peak"), ("error", "error"),
 ]
 
 
-def peak_macs_per_s(env, threads, precision):
-    """Peak multiply-adds/s: threads x clock x (vector bits / 32 lanes) x 2 FMA units, and 4x that for
-    int8 and dynamic-range kernels on CPUs with int8 dot products (VNNI, ARM dotprod); None if unknown."""
-    mhz = env.get("max_frequency_mhz") or env.get("frequency_mhz") or env.get("cpuinfo_mhz")
-    bits = env.get("vector_bits")
-    if not mhz or not bits:
-        return None
-    per_lane = 4 if precision in ("int8", "dynamic") and env.get("int8_dot") else 1
-    return threads * mhz * 1e6 * (bits / 32) * 2 * per_lane
+def runtime_key(runtime):
+    """(name, api, accelerator) of a runtime record, to match a benchmark with the accuracy of the same runtime."""
+    runtime = runtime or {}
+    return runtime.get("name"), runtime.get("api"), runtime.get("accelerator")
+
+
+def accuracy_for(row, bench):
+    """The accuracy measured in the benchmark's own runtime (a runtime can change results): from the row's
+    per-runtime list, or the row's own figures when it has no list (older results, one runtime)."""
+    if "accuracy" not in row:
+        return {"top1": row.get("top1"), "top5": row.get("top5")}
+    key = runtime_key((bench or {}).get("runtime"))
+    return next((a for a in row["accuracy"] if runtime_key(a.get("runtime")) == key), {})
+
+
+def _bench_figures(row, b):
+    """The table's figures of one benchmark entry: latency, spread, memory, achieved MAC/s and fraction of peak."""
+    lat, spread = b["latency_ms"], b.get("latency_spread") or {}
+    out = {"init_ms": b["init_ms"], "p50_ms": lat["p50"], "p90_ms": lat["p90"], "peak_rss_mb": b["peak_rss_mb"],
+           "spread": spread.get("relative"), "p50_min_ms": spread.get("p50_min"), "p50_max_ms": spread.get("p50_max"),
+           "processes": spread.get("processes")}
+    if row.get("macs"):
+        rate = row["macs"] / (lat["p50"] / 1e3)
+        ceiling = b.get("ceiling") or {}
+        out.update(gmacs_per_s=rate / 1e9, ceiling_gmacs_per_s=ceiling.get("macs_per_s") and ceiling["macs_per_s"] / 1e9,
+                   fraction_of_peak=rate / ceiling["macs_per_s"] if ceiling.get("macs_per_s") else None,
+                   fraction_of_nominal_peak=rate / ceiling["nominal_macs_per_s"]
+                   if ceiling.get("nominal_macs_per_s") else None)
+    return out
 
 
 def table_rows(results):
-    """Flat rows for the table, CSV and chart, with the derived ratios."""
+    """Flat rows for the table, CSV, chart and recommend: one per model x precision x runtime x threads, with
+    the derived ratios (against the same model's fp32 build, in the same runtime, at the same threads)."""
     env = results["environment"]
     rows = []
     fp32 = {}
     for r in results["rows"]:
         for b in r.get("bench") or [None]:
+            runtime = (b or {}).get("runtime")
             row = {"device": device_label(env), "model": r["model"], "family": r.get("family"),
-                   "precision": r["precision"], "threads": b and b["threads"], "params": r.get("params"),
+                   "precision": r["precision"], "runtime": runtime_label(runtime), "runtime_record": runtime,
+                   "threads": b and b["threads"], "params": r.get("params"), "bundle": r.get("bundle"),
                    "macs_m": r.get("macs") and r["macs"] / 1e6, "size_mb": r.get("file_size") and r["file_size"] / 1e6,
                    "gzip_mb": r.get("gzip_size") and r["gzip_size"] / 1e6, "variant": r.get("variant"),
-                   "top1": r.get("top1"), "top5": r.get("top5"), "agreement_fp32": r.get("agreement_fp32"),
-                   "trained_weights": r.get("trained_weights"), "error": r.get("error")}
-            if b:
-                lat = b["latency_ms"]
-                row.update(init_ms=b["init_ms"], p50_ms=lat["p50"], p90_ms=lat["p90"], peak_rss_mb=b["peak_rss_mb"])
-                if r.get("macs"):
-                    row["gmacs_per_s"] = r["macs"] / (lat["p50"] / 1e3) / 1e9
-                    peak = peak_macs_per_s(env, b["threads"], r["precision"])
-                    row["fraction_of_peak"] = row["gmacs_per_s"] * 1e9 / peak if peak else None
+                   "agreement_fp32": r.get("agreement_fp32"), "trained_weights": r.get("trained_weights"),
+                   "error": r.get("error") or (b or {}).get("error") or
+                   ((b or {}).get("unavailable") and f"unavailable: {b['unavailable']}")}
+            accuracy = accuracy_for(r, b)
+            row.update(top1=accuracy.get("top1"), top5=accuracy.get("top5"))
+            if b and b.get("latency_ms"):
+                row.update(_bench_figures(r, b))
             if row["precision"] == "fp32":
-                fp32[(row["model"], row["threads"])] = row
+                fp32[(row["model"], row["threads"], row["runtime"])] = row
             rows.append(row)
     for row in rows:
-        base = fp32.get((row["model"], row["threads"]))
+        base = fp32.get((row["model"], row["threads"], row["runtime"]))
         if base and row.get("size_mb") and base.get("size_mb"):
             row["size_vs_fp32"] = row["size_mb"] / base["size_mb"]
         if base and row.get("p50_ms") and base.get("p50_ms"):
@@ -66,18 +90,18 @@ def table_rows(results):
 
 def runs_from_bench(records):
     """`edgekit bench --json` records (local or from --target boards), grouped into one run per device."""
+    from device_bench.records import BENCH_SUMMARY_FIELDS
     runs = {}
     for r in records:
-        if "error" in r or "environment" not in r:
+        if "error" in r or "unavailable" in r or "environment" not in r:
             continue
         env = r["environment"]
         key = (r.get("target"), env.get("hostname"), env.get("cpu"), env.get("arch"), env.get("emulated"))
         run = runs.setdefault(key, {"format": 1, "environment": dict(env, board=env.get("board") or r.get("target")),
                                     "meta": {"notes": []}, "rows": []})
         run["rows"].append({"model": r["model"], "precision": r.get("precision"), "params": r.get("params"),
-                            "macs": r.get("macs"), "file_size": r.get("model_size_bytes"),
-                            "bench": [{k: r.get(k) for k in ("threads", "init_ms", "first_ms", "latency_ms",
-                                                             "peak_rss_mb")}]})
+                            "macs": r.get("macs"), "file_size": r.get("model_size_bytes"), "bundle": r.get("path"),
+                            "bench": [{k: r[k] for k in BENCH_SUMMARY_FIELDS if k in r}]})
     return list(runs.values())
 
 
@@ -140,62 +164,144 @@ def render_table(rows):
 
 
 def render_markdown(runs, chart):
-    """report.md: per device, its environment, the table, the predictions and the commands to reproduce."""
+    """report.md: per device, its environment, how it was measured, the table, warnings, the predictions and
+    the commands to reproduce."""
     out = ["# edgekit report", "",
            "Accuracy against operations against model size against memory against inference time, in the manner "
            "of Bianco et al. 2018, measured on this device.", ""]
     for run in runs:
-        env, meta = run["environment"], run.get("meta", {})
         rows = table_rows(run)
-        out += [f"## {device_label(env)}", "",
-                f"- CPU: {env.get('cpu')} ({env.get('arch')}, {env.get('cores')} cores, "
-                f"{env.get('vector_bits') or '?'}-bit vectors), governor {env.get('governor') or 'n/a'}",
-                f"- Runtime: {(env.get('runtime') or {}).get('name')} {(env.get('runtime') or {}).get('version')}, "
-                f"Python {env.get('python')}, NumPy {env.get('numpy')}, {env.get('os')}",
-                f"- Created {meta.get('created', '?')}, run took {meta.get('seconds', '?')} s", ""]
-        if env.get("emulated"):
-            out += ["**Emulated CPU: the timings below say nothing about the real device.**", ""]
-        for note in meta.get("notes", []):
-            out.append(f"- {note}")
-        if any(r.get("trained_weights") is False for r in run["rows"]):
-            out += ["", "**Random weights.** Some models ran with random weights (no trained weights were "
-                    "available). Their latency, memory, size, parameter and multiply-add figures hold for any "
-                    "weights; predictions, accuracy and agreement need trained weights, so none are shown for "
-                    "them. (A random network's activations shrink below int8's smallest scale, so its int8 "
-                    "outputs are all the same value.)"]
-        out += ["", "```", render_table(rows), "```", "",
-                "- *size vs fp32* and *speed-up* are against the same model's fp32 bundle at the same threads.",
-                "- *peak RSS* is the benchmark process's high-water mark (VmHWM): Python, NumPy and the runtime "
-                "included, one fresh process per configuration.",
-                "- *GMAC/s* is multiply-adds / p50 latency. *of peak* divides it by the CPU's peak: threads x "
-                "clock x (vector bits / 32) x 2 FMA units, times 4 for int8 and dynamic builds where the CPU "
-                "has int8 dot products (VNNI, dotprod). A rough ceiling: turbo clocks and port counts vary.", ""]
-        preds = [r for r in run["rows"] if r.get("predictions") and r["precision"] == "fp32"]
-        if preds:
-            out += ["### Predictions (fp32, top-1)", "", "| image | " + " | ".join(r["model"] for r in preds) + " |",
-                    "|---|" + "---|" * len(preds)]
-            for i, p in enumerate(preds[0]["predictions"]):
-                cells = []
-                for r in preds:
-                    q = r["predictions"][i] if i < len(r["predictions"]) else {}
-                    cells.append(f"{q['top'][0]['label']} ({q['top'][0]['score']:.0%})" if q.get("top") else "error")
-                out.append(f"| {p['image']} | " + " | ".join(cells) + " |")
-            out.append("")
-        cfg = meta.get("config", {})
-        out += ["### Reproduce", "", "```"]
-        for r in run["rows"]:
-            if r.get("convert_command"):
-                out.append(r["convert_command"])
-        for r in run["rows"]:
-            if r.get("bundle") and not r.get("error"):
-                out.append(f"edgekit bench {r['bundle']} --threads {','.join(str(b['threads']) for b in r['bench'])} "
-                           f"--runs {cfg.get('runs', 50)}")
-            if r.get("top1") is not None:
-                out.append(f"edgekit evaluate {r['bundle']} {cfg.get('evaluate')}")
-        out += ["edgekit report results.json -o OUTDIR", "```", ""]
+        out += _environment_lines(run)
+        out += ["", "```", render_table(rows), "```", ""] + _method_lines(run) + _warning_lines(run)
+        out += _prediction_lines(run) + _recommendation_lines(run) + _reproduce_lines(run)
     if chart:
         out += ["![trade-off](tradeoff.png)", ""]
     return "\n".join(out)
+
+
+def _environment_lines(run):
+    env, meta = run["environment"], run.get("meta", {})
+    out = [f"## {device_label(env)}", "",
+           f"- CPU: {env.get('cpu')} ({env.get('arch')}, {env.get('cores')} cores, "
+           f"{env.get('vector_bits') or '?'}-bit vectors), governor {env.get('governor') or 'n/a'}",
+           f"- Runtimes: {', '.join(sorted(_runtimes(run))) or runtime_label(env.get('runtime'))}; "
+           f"Python {env.get('python')}, NumPy {env.get('numpy')}, {env.get('os')}",
+           f"- Created {meta.get('created', '?')}, run took {meta.get('seconds', '?')} s", ""]
+    if env.get("emulated"):
+        out += ["**Emulated CPU: the timings below say nothing about the real device.**", ""]
+    out += [f"- {note}" for note in meta.get("notes", [])]
+    if any(r.get("trained_weights") is False for r in run["rows"]):
+        out += ["", "**Random weights.** Some models ran with random weights (no trained weights were "
+                "available). Their latency, memory, size, parameter and multiply-add figures hold for any "
+                "weights; predictions, accuracy and agreement need trained weights, so none are shown for "
+                "them. (A random network's activations shrink below int8's smallest scale, so its int8 "
+                "outputs are all the same value.)"]
+    return out
+
+
+def _benches(run):
+    return [b for r in run["rows"] for b in r.get("bench") or [] if b]
+
+
+def _runtimes(run):
+    return {runtime_label(b.get("runtime")) for b in _benches(run) if b.get("runtime")}
+
+
+def _method_lines(run):
+    """How the figures were taken: processes per configuration, their order, the cooldown, the ceiling."""
+    sweep = next((b["sweep"] for b in _benches(run) if b.get("sweep")), None)
+    out = ["- *size vs fp32* and *speed-up* are against the same model's fp32 bundle, in the same runtime, at the "
+           "same threads. *top-1*/*top-5* are measured in each row's own runtime.",
+           "- *peak RSS* is the benchmark process's high-water mark (VmHWM): Python, NumPy and the runtime "
+           "included, in a fresh process."]
+    if sweep:
+        out.append(f"- Each configuration ran in {sweep['repeat']} fresh process(es), {sweep['order']}; every figure "
+                   f"is the median over processes (p50: the median of process medians), and *spread* is "
+                   f"(highest - lowest) / median of the process medians. Cooldown: "
+                   + (f"**{sweep['cooldown_s']:g} s** between processes." if sweep.get("cooldown_s") else "not used."))
+    out += ["- *GMAC/s* is multiply-adds / p50 latency. *of peak* divides it by the **measured ceiling**: the best "
+            "rate of a dense kernel (a 1x1 convolution, 67M multiply-adds; fp32 for fp32/fp16 builds, int8 for "
+            "int8, the faster of the two for dynamic) timed in the same process, runtime and threads. The nominal "
+            "peak (clock x vector lanes x 2 FMA) is kept in results.csv (*fraction_of_nominal_peak*) for reference "
+            "only: the core boosts above the clock it is taken from.", ""]
+    return out
+
+
+def _warning_lines(run):
+    """Spread, drift and runtime warnings of the benchmarks, once each."""
+    seen = {}
+    for r in run["rows"]:
+        for b in r.get("bench") or []:
+            for w in (b or {}).get("warnings") or []:
+                seen.setdefault(f"{r['model']} {r['precision']}, {runtime_label(b.get('runtime'))}, "
+                                f"{b.get('threads')} thread(s): {w}", None)
+    return (["### Warnings", ""] + [f"- {w}" for w in seen] + [""]) if seen else []
+
+
+def _recommendation_lines(run):
+    """What `edgekit recommend` makes of this run with its defaults (the fastest build within 0.5 points)."""
+    from edgekit.recommendation import recommend, render
+    try:
+        text = render(recommend(run))
+    except EdgekitError as e:
+        text = f"no recommendation: {e}"
+    return ["### Recommendation (edgekit recommend, defaults)", "", "```", text, "```", ""]
+
+
+def _prediction_lines(run):
+    preds = [r for r in run["rows"] if r.get("predictions") and r["precision"] == "fp32"]
+    if not preds:
+        return []
+    out = ["### Predictions (fp32, top-1)", "", "| image | " + " | ".join(r["model"] for r in preds) + " |",
+           "|---|" + "---|" * len(preds)]
+    for i, p in enumerate(preds[0]["predictions"]):
+        cells = []
+        for r in preds:
+            q = r["predictions"][i] if i < len(r["predictions"]) else {}
+            cells.append(f"{q['top'][0]['label']} ({q['top'][0]['score']:.0%})" if q.get("top") else "error")
+        out.append(f"| {p['image']} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def runtime_args(runtime):
+    """--runtime/--api/--accelerator that pick the runtime of a runtime record again."""
+    args, runtime = [], runtime or {}
+    for flag, key, default in (("--runtime", "name", None), ("--api", "api", None),
+                               ("--accelerator", "accelerator", "cpu")):
+        if runtime.get(key) and runtime[key] != default:
+            args += [flag, runtime[key]]
+    return args
+
+
+def bench_command(bundle, runtime, threads, runs=None, repeat=None):
+    """The `edgekit bench` line that measures ``bundle`` again in ``runtime`` (a runtime record) at ``threads``."""
+    args = ["edgekit", "bench", str(bundle), *runtime_args(runtime)]
+    args += ["--threads", ",".join(map(str, threads))]
+    args += ["--runs", str(runs)] if runs else []
+    args += ["--repeat", str(repeat)] if repeat else []
+    return shlex.join(args)
+
+
+def evaluate_command(bundle, dataset, runtime):
+    """The `edgekit evaluate` line that measures ``bundle``'s accuracy again in ``runtime``."""
+    return shlex.join(["edgekit", "evaluate", str(bundle), str(dataset), *runtime_args(runtime)])
+
+
+def _reproduce_lines(run):
+    cfg = run.get("meta", {}).get("config", {})
+    out = ["### Reproduce", "", "```"]
+    out += [r["convert_command"] for r in run["rows"] if r.get("convert_command")]
+    for r in run["rows"]:
+        if not r.get("bundle") or r.get("error"):
+            continue
+        specs = {}
+        for b in r.get("bench") or []:
+            specs.setdefault(runtime_key(b.get("runtime")), (b.get("runtime"), []))[1].append(b["threads"])
+        for runtime, threads in specs.values():
+            out.append(bench_command(r["bundle"], runtime, sorted(set(threads)), cfg.get("runs"), cfg.get("repeat")))
+        for a in r.get("accuracy") or ([{"runtime": None}] if r.get("top1") is not None else []):
+            out.append(evaluate_command(r["bundle"], cfg.get("evaluate"), a.get("runtime")))
+    return out + ["edgekit report results.json -o OUTDIR", "```", ""]
 
 
 def plot_tradeoff(runs, path):

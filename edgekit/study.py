@@ -13,10 +13,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 from device_bench.errors import EdgekitError, WeightsUnavailable
-from device_bench.options import BenchParams
-
-BENCH_SUMMARY_FIELDS = ("threads", "init_ms", "first_ms", "latency_ms", "peak_rss_mb", "memory_mb",
-                        "delegated_nodes", "total_nodes", "throughput_per_s", "warnings")
+from device_bench.options import BenchParams, SweepSettings
 
 
 @dataclass
@@ -38,6 +35,7 @@ class _StudyRun:
         self.study, self.outdir, self.force, self.progress = study, outdir, force, progress
         self.bundles = os.path.join(outdir, "bundles")
         self.params = BenchParams(num_runs=study.runs, min_secs=float(study.min_secs)).validate()
+        self.sweep = SweepSettings(tuple(study.threads), study.repeat, float(study.cooldown)).validate()
         self.notes, self.stages = [], []
 
     def note(self, text):
@@ -125,7 +123,7 @@ class _StudyRun:
         return rows
 
     def model_rows(self, m):
-        """The rows of one model entry: one per precision, measured or with its error."""
+        """The rows of one model entry: one per precision, with its bundle's facts or its error."""
         if "train" in m or "compress" in m:
             return self.trained_rows(m)
         label = m.get("source") or m["name"]
@@ -148,55 +146,67 @@ class _StudyRun:
                 row["error"] = b.error
             else:
                 try:
-                    row.update(self.measure(b.path, f"{summary.model} {b.precision}", trained))
+                    row.update(_bundle_facts(b.path, trained), bench=[])
                 except EdgekitError as e:
                     row["error"] = str(e)
-                    self.progress(f"   error: {e}")
             rows.append(row)
-        _add_fp32_agreement(rows)
         return rows
 
-    def measure(self, bundle, name, trained):
-        """Manifest facts, a benchmark per thread count, classification and accuracy for one bundle."""
-        from device_bench.manifest import read_bundle
-        from device_bench.sweep import run_isolated
-        ref = read_bundle(bundle)
-        manifest = ref.manifest
-        with open(ref.tflite_path, "rb") as f:
-            gzip_size = len(gzip.compress(f.read(), 9))
-        out = {"params": manifest.get("params"), "macs": manifest.get("macs"), "file_size": manifest["file_size"],
-               "gzip_size": gzip_size,
-               "fidelity": manifest.get("fidelity") if trained else None, "bench": []}
-        for t in self.study.threads:
-            self.progress(f"   {name}: benchmarking, {t} thread(s)")
-            t0 = time.time()
-            r = run_isolated(bundle, replace(self.params, threads=t))
-            self.stage(name, f"bench, {t} thread(s)", t0, r.peak_rss_mb)
-            if r.error:
-                raise EdgekitError(r.error)
-            out["bench"].append({k: v for k, v in asdict(r).items() if k in BENCH_SUMMARY_FIELDS})
-        if trained:  # predictions and accuracy of a random network would measure nothing
-            out.update(self.accuracy(bundle, name))
-        return out
+    def runtime_specs(self):
+        """(runtime, api, accelerator) of every runtime the study names ('all': every one installed)."""
+        from device_bench.sweep import runtime_specs
+        from edgekit.study_config import runtime_entry
+        specs = []
+        for entry in self.study.runtimes:
+            name, api = runtime_entry(entry)
+            specs += runtime_specs(replace(self.params, runtime=name, api=api))
+        return list(dict.fromkeys(specs))
 
-    def accuracy(self, bundle, name):
-        """Predictions on the classify folder and top-1/top-5 on the evaluate folder, when given."""
+    def bench(self, rows):
+        """One sweep over every bundle x runtime x thread count, interleaved across all of them."""
+        from device_bench.sweep import run_configurations
+        configs, owners = [], []
+        for row in (r for r in rows if "bench" in r):
+            for runtime, api, accelerator in self.specs:
+                for t in self.sweep.threads:
+                    configs.append((row["bundle"], replace(self.params, runtime=runtime, api=api,
+                                                           accelerator=accelerator, threads=t)))
+                    owners.append(row)
+        self.progress(f"== benchmarking {len(configs)} configurations x {self.sweep.repeat} process(es), interleaved")
+        t0 = time.time()
+        results = run_configurations(configs, self.sweep, progress=lambda s: self.progress(f"   {s}"))
+        peak = max((r.peak_rss_mb or 0 for r in results), default=None)
+        self.stage("all models", f"bench ({len(configs)} configurations x {self.sweep.repeat})", t0, peak)
+        for row, result in zip(owners, results):
+            row["bench"].append(result.summary())
+
+    def accuracy(self, row):
+        """Predictions on the classify folder (in the first runtime) and top-1/top-5 on the evaluate folder in
+        every runtime the bundle was measured in, when given."""
         from device_bench import api
-        out = {}
-        if self.study.classify:
+        name = f"{row['model']} {row['precision']}"
+        measured = [b["runtime"] for b in row["bench"] if b.get("latency_ms")]
+        runtimes = list({(r["name"], r["api"], r["accelerator"]): r for r in measured}.values())
+        if self.study.classify and runtimes:
             self.progress(f"   {name}: classifying {self.study.classify}")
             t0 = time.time()
-            preds = api.classify(bundle, [self.study.classify])
+            preds = api.classify(row["bundle"], [self.study.classify], **_runtime_kwargs(runtimes[0]))
             self.stage(name, "classify", t0)
-            out["predictions"] = [{"image": os.path.basename(p.image), "top": (p.predictions or [])[:3],
+            row["predictions"] = [{"image": os.path.basename(p.image), "top": (p.predictions or [])[:3],
                                    "error": p.error} for p in preds]
-        if self.study.evaluate:
-            self.progress(f"   {name}: evaluating on {self.study.evaluate}")
-            t0 = time.time()
-            ev = api.evaluate(bundle, self.study.evaluate)
-            self.stage(name, "evaluate", t0)
-            out.update(top1=ev.top1, top5=ev.top5, eval_count=ev.count)
-        return out
+        if self.study.evaluate and runtimes:
+            row["accuracy"] = []
+            for runtime in runtimes:
+                self.progress(f"   {name}: evaluating on {self.study.evaluate} in {runtime['name']} {runtime['api']}")
+                t0 = time.time()
+                ev = api.evaluate(row["bundle"], self.study.evaluate, **_runtime_kwargs(runtime))
+                self.stage(name, f"evaluate ({runtime['name']} {runtime['api']})", t0)
+                row["accuracy"].append({"runtime": runtime, "top1": ev.top1, "top5": ev.top5, "count": ev.count})
+            row.update(top1=row["accuracy"][0]["top1"], top5=row["accuracy"][0]["top5"], eval_count=ev.count)
+
+
+def _runtime_kwargs(runtime):
+    return {"runtime": runtime["name"], "api": runtime["api"], "accelerator": runtime["accelerator"]}
 
 
 def run_study(study, outdir=None, force=False, progress=print):
@@ -218,6 +228,7 @@ def run_study(study, outdir=None, force=False, progress=print):
     env, started = collect(resolve_runtime()), time.time()
     run = _StudyRun(study, outdir, force, progress)
     rows = [row for m in study.models for row in run.model_rows(m)]
+    _measure(run, rows)
     meta = {"config": asdict(study), "seconds": round(time.time() - started, 1), "notes": run.notes,
             "stages": run.stages, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "output": outdir, "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))}
@@ -240,6 +251,32 @@ def _refuse_other_report(outdir, study, force):
     if not same:
         raise EdgekitError(f"{outdir} holds the report of another study; pass --force to replace it, "
                            f"or choose another -o")
+
+
+def _measure(run, rows):
+    """Benchmark every bundle in every runtime (one interleaved sweep), then accuracy where weights are trained."""
+    run.specs = run.runtime_specs()
+    run.bench(rows)
+    for row in rows:
+        if "bench" in row and row["trained_weights"]:  # a random network's predictions would measure nothing
+            try:
+                run.accuracy(row)
+            except EdgekitError as e:
+                row["error"] = str(e)
+                run.progress(f"   error: {e}")
+    for model in dict.fromkeys(r["model"] for r in rows):
+        _add_fp32_agreement([r for r in rows if r["model"] == model])
+
+
+def _bundle_facts(bundle, trained):
+    """What a bundle's manifest says of it (parameters, MACs, size, fidelity), and its gzip size."""
+    from device_bench.manifest import read_bundle
+    ref = read_bundle(bundle)
+    with open(ref.tflite_path, "rb") as f:
+        gzip_size = len(gzip.compress(f.read(), 9))
+    manifest = ref.manifest
+    return {"params": manifest.get("params"), "macs": manifest.get("macs"), "file_size": manifest["file_size"],
+            "gzip_size": gzip_size, "fidelity": manifest.get("fidelity") if trained else None}
 
 
 def _add_fp32_agreement(rows):

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field, fields
 
 from device_bench.errors import EdgekitError
-from device_bench.options import DEFAULT_CALIBRATION_COUNT, PRECISIONS
+from device_bench.options import ALL, APIS, DEFAULT_CALIBRATION_COUNT, DEFAULT_REPEAT, PRECISIONS, RUNTIME_APIS, RUNTIMES
 from edgekit.sources import SAMPLE_IMAGES
 
 _MODEL_KEYS = {"name": str, "source": str, "alpha": (int, float), "size": int, "classes": int, "weights": str,
@@ -25,6 +25,9 @@ class Study:
     models: list
     precisions: list = field(default_factory=lambda: list(PRECISIONS))
     threads: list = field(default_factory=lambda: [1])
+    runtimes: list = field(default_factory=lambda: ["litert"])  # names, "name:api" or "all" (every installed)
+    repeat: int = DEFAULT_REPEAT  # fresh processes per configuration, interleaved
+    cooldown: float = 0.0  # seconds between benchmark processes
     runs: int = 50
     min_secs: float = 1.0
     weights: str = "none"
@@ -46,7 +49,11 @@ class Study:
         _check_list(self.threads, int, "threads", where)
         if any(t < 1 for t in self.threads):
             raise EdgekitError(f"{where}: 'threads' must be at least 1, got {self.threads}")
-        for name, kind in (("runs", int), ("min_secs", (int, float)), ("calibration_count", int)):
+        _check_list(self.runtimes, str, "runtimes", where)
+        for entry in self.runtimes:
+            _check_runtime(entry, where)
+        for name, kind in (("runs", int), ("min_secs", (int, float)), ("calibration_count", int), ("repeat", int),
+                           ("cooldown", (int, float))):
             value = getattr(self, name)
             if not isinstance(value, kind) or isinstance(value, bool) or value < (1 if kind is int else 0):
                 raise EdgekitError(f"{where}: '{name}' must be a {'positive integer' if kind is int else 'number'}, "
@@ -98,10 +105,26 @@ class Study:
 
 
 def demo_study():
-    """The built-in study of `edgekit demo`: the three families at 224, every precision."""
+    """The built-in study of `edgekit demo`: the three families at 224, every precision, every runtime installed."""
     return Study(models=[{"name": "squeezenet1_1", "size": 224}, {"name": "mobilenet_v1", "alpha": 1.0, "size": 224},
                          {"name": "mobilenet_v2", "alpha": 1.0, "size": 224}],
-                 weights="imagenet", calibration=str(SAMPLE_IMAGES), classify=str(SAMPLE_IMAGES))
+                 weights="imagenet", calibration=str(SAMPLE_IMAGES), classify=str(SAMPLE_IMAGES), runtimes=[ALL],
+                 min_secs=0.5)  # x 3 processes per configuration, across every runtime: within the demo's time
+
+
+def runtime_entry(entry):
+    """'litert:compiled' -> ('litert', 'compiled'); 'all' -> ('all', None)."""
+    name, _, api = entry.partition(":")
+    return name, api or None
+
+
+def _check_runtime(entry, where):
+    name, api = runtime_entry(entry)
+    if name != ALL and name not in RUNTIMES:
+        raise EdgekitError(f"{where}: 'runtimes' takes {', '.join(RUNTIMES)} or all (optionally name:api), "
+                           f"got {entry!r}")
+    if api is not None and (api not in APIS or (name in RUNTIME_APIS and api not in RUNTIME_APIS[name])):
+        raise EdgekitError(f"{where}: 'runtimes': {name} has no {api!r} API, got {entry!r}")
 
 
 def _refuse_unknown(data, known, where):

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, run_device
 
 LATENCY_KEYS = {"min", "max", "mean", "std", "p5", "p50", "p90", "p95", "p99", "count"}
-QUICK = ["--runs", "3", "--min-secs", "0", "--warmup-runs", "1", "--warmup-secs", "0"]
+QUICK = ["--runs", "3", "--min-secs", "0", "--warmup-runs", "1", "--warmup-secs", "0", "--repeat", "1"]
 
 
 def test_bench_fp32_and_int8_sweep_json_and_csv(tiny_bundles, blocked_env, tmp_path):
@@ -126,6 +126,7 @@ def test_zipapp_runs_with_only_numpy_and_a_runtime(invoke, tiny_bundles, tmp_pat
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert [r["threads"] for r in rows] == [1, 2] and all(r["latency_ms"]["p50"] > 0 for r in rows)
+    assert all(r["ceiling"]["macs_per_s"] > 0 for r in rows)  # the ceiling kernels travel inside the zipapp
     again = invoke("pack-runner", "-o", pyz)
     assert again.exit_code == 1 and "--force" in again.output
 
@@ -145,5 +146,9 @@ def test_edgekit_bench_cli_table_json_csv(invoke, tiny_bundles, tmp_path):
     assert "squeezenet1_1_64_dynamic" in table.stdout and "p90 ms" in table.stdout
     swept = invoke("bench", bundle, *QUICK, "--threads", "1,2", "--cooldown", "0.2", "--json")
     assert [r["threads"] for r in json.loads(swept.stdout)] == [1, 2]
+    (tmp_path / "swept.json").write_text(swept.stdout)
+    assert invoke("report", tmp_path / "swept.json", "-o", tmp_path / "rep").exit_code == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "Cooldown: **0.2 s** between processes" in md and "1 fresh process(es)" in md
     bad = invoke("bench", bundle, "--threads", "0")
     assert bad.exit_code == 2 and "at least 1" in bad.output

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT, SAMPLES
 
-QUICK = ["--runs", "1", "--min-secs", "0", "--warmup-runs", "0", "--warmup-secs", "0"]
+QUICK = ["--runs", "1", "--min-secs", "0", "--warmup-runs", "0", "--warmup-secs", "0", "--repeat", "1"]
 DEAD = "ssh://127.0.0.1:1"
 
 

@@ -65,6 +65,9 @@ def test_small_config_runs_end_to_end(small_run):
     for r in rows:
         assert f"{r['model']}" in table
     assert "Random weights" in md and "edgekit convert squeezenet1_1" in md
+    assert "3 fresh process(es)" in md and "Cooldown: not used" in md and "litert " in table and "interpreter/cpu" in table
+    assert "Recommendation for this machine" in result.output and "CANNOT DECIDE: no accuracy" in result.output
+    assert all(b["repeat"] == 3 and len(b["processes"]) == 3 for r in results["rows"][:4] for b in r["bench"])
     with open(out / "results.csv") as f:
         csv_rows = list(csv.DictReader(f))
     assert len(csv_rows) == len(rows)
@@ -127,7 +130,9 @@ labels = "{digits['labels']}"
     assert rows[1]["agreement_fp32"] >= 0.9
     md = (tmp_path / "out" / "report.md").read_text()
     assert "Predictions (fp32, top-1)" in md and "Random weights" not in md
-    assert "edgekit evaluate" in md
+    assert "edgekit evaluate" in md and "### Recommendation" in md
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    assert [a["runtime"]["name"] for r in saved for a in r["accuracy"]] == ["litert", "litert"]
 
 
 def test_bad_config_is_one_line(invoke, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT
 
-QUICK = ["--runs", "3", "--min-secs", "0", "--warmup-runs", "1", "--warmup-secs", "0"]
+QUICK = ["--runs", "3", "--min-secs", "0", "--warmup-runs", "1", "--warmup-secs", "0", "--repeat", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def full_mobilenet_v2(invoke, tmp_path_factory):
 def test_int8_runs_with_a_warning_and_new_ops_are_named(tfrt_python, full_mobilenet_v2):
     proc = run(tfrt_python, ["bench", full_mobilenet_v2["int8"], full_mobilenet_v2["dynamic"], *QUICK, "--json"])
     int8, dynamic = json.loads(proc.stdout)
-    assert int8["runtime"] == {"name": "tflite-runtime", "version": "2.14.0"}
+    assert int8["runtime"] == {"name": "tflite-runtime", "version": "2.14.0", "api": "interpreter", "accelerator": "cpu"}
     assert any("does not apply XNNPACK to int8" in w for w in int8["warnings"])
     assert int8["latency_ms"]["p50"] > 0
     assert "the model needs a newer runtime: tflite-runtime 2.14.0 has no FULLY_CONNECTED version 12" in dynamic["error"]

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from device_bench.errors import EdgekitError
-from device_bench.options import (BENCH_OPTIONS, BenchParams, add_argparse_options, params_from_options,
-                                  params_to_argv, parse_threads)
+from device_bench.records import BenchResult
+from device_bench.options import (BENCH_OPTIONS, DEFAULT_REPEAT, BenchParams, SweepSettings, add_argparse_options,
+                                  params_from_options, params_to_argv, parse_threads)
 from device_bench.stats import PERCENTILES, percentile, summarize
 
 
@@ -50,25 +51,104 @@ def test_settings_hash_changes_with_each_input():
         assert settings_hash(*changed) != h
 
 
-def test_peak_figure_and_table_rows():
-    from edgekit.report import peak_macs_per_s, table_rows
+def test_peak_figures_and_table_rows():
+    """of peak is against the measured ceiling (same process, runtime, threads); the nominal figure is kept."""
+    from device_bench.environment import nominal_peak_macs_per_s
+    from edgekit.report import table_rows
     env = {"max_frequency_mhz": 2000, "vector_bits": 256, "int8_dot": True}
-    assert peak_macs_per_s(env, 2, "fp32") == 2 * 2000e6 * 8 * 2
-    assert peak_macs_per_s(env, 1, "int8") == 4 * peak_macs_per_s(env, 1, "fp32")
-    assert peak_macs_per_s({"vector_bits": 256}, 1, "fp32") is None
+    assert nominal_peak_macs_per_s(env, 2, "fp32") == 2 * 2000e6 * 8 * 2
+    assert nominal_peak_macs_per_s(env, 1, "int8") == 4 * nominal_peak_macs_per_s(env, 1, "fp32")
+    assert nominal_peak_macs_per_s({"vector_bits": 256}, 1, "fp32") is None
+    runtime = {"name": "litert", "version": "2.3.0", "api": "interpreter", "accelerator": "cpu"}
 
-    def bench(p50):
-        return [{"threads": 1, "init_ms": 1.0, "latency_ms": {"p50": p50, "p90": p50}, "peak_rss_mb": 50.0}]
+    def bench(p50, ceiling):
+        return [{"threads": 1, "runtime": runtime, "init_ms": 1.0, "latency_ms": {"p50": p50, "p90": p50},
+                 "peak_rss_mb": 50.0, "ceiling": {"macs_per_s": ceiling, "nominal_macs_per_s": 32e9},
+                 "latency_spread": {"p50_min": p50 * 0.99, "p50_max": p50 * 1.02, "relative": 0.03, "processes": 3}}]
     results = {"environment": env, "rows": [
-        {"model": "m", "precision": "int8", "macs": 4e8, "file_size": 1e6, "bench": bench(2.0)},
-        {"model": "m", "precision": "fp32", "macs": 4e8, "file_size": 4e6, "bench": bench(8.0)},
+        {"model": "m", "precision": "int8", "macs": 4e8, "file_size": 1e6, "bench": bench(2.0, 400e9)},
+        {"model": "m", "precision": "fp32", "macs": 4e8, "file_size": 4e6, "bench": bench(8.0, 100e9)},
         {"model": "x", "precision": "fp32", "error": "broke"}]}
     rows = table_rows(results)
     assert [r["precision"] for r in rows] == ["int8", "fp32", "fp32"]
     assert rows[0]["size_vs_fp32"] == 0.25 and rows[0]["speedup_vs_fp32"] == 4.0
     assert rows[1]["gmacs_per_s"] == pytest.approx(4e8 / 8e-3 / 1e9)
-    assert rows[1]["fraction_of_peak"] == pytest.approx(4e8 / 8e-3 / peak_macs_per_s(env, 1, "fp32"))
+    assert rows[1]["fraction_of_peak"] == pytest.approx(4e8 / 8e-3 / 100e9)
+    assert rows[1]["fraction_of_nominal_peak"] == pytest.approx(4e8 / 8e-3 / 32e9)  # above 1: nominal is no ceiling
+    assert rows[0]["runtime"] == "litert 2.3.0 interpreter/cpu" and rows[0]["spread"] == 0.03
     assert rows[2]["error"] == "broke" and rows[2].get("p50_ms") is None
+
+
+def _proc(p50, count=10):
+    return BenchResult(model="m", threads=1, latency_ms={"p50": p50, "p90": p50 * 2, "mean": p50, "count": count},
+                       init_ms=p50 * 10, first_ms=1.0, peak_rss_mb=50.0, ceiling={"macs_per_s": 100 + p50},
+                       clock={"before": {"frequency_mhz": 1500}, "after": {"frequency_mhz": 1500 - p50}},
+                       warnings=["same note"])
+
+
+def test_repeats_combine_medians_of_processes_and_flag_spread():
+    from device_bench.repeats import combine, with_processes
+    steady = combine([with_processes(_proc(v)) for v in (10.0, 10.2, 10.1)])
+    assert steady.latency_ms["p50"] == 10.1 and steady.latency_ms["p90"] == pytest.approx(20.2)
+    assert steady.latency_ms["count"] == 30 and steady.repeat == 3 and len(steady.processes) == 3
+    assert steady.init_ms == 101.0 and steady.ceiling == {"macs_per_s": 110.2}  # the best process's ceiling
+    assert steady.latency_spread == {"p50_min": 10.0, "p50_max": 10.2, "relative": pytest.approx(0.2 / 10.1),
+                                     "processes": 3}
+    assert steady.warnings == ["same note"] and steady.clock == {"before": {"frequency_mhz": 1500},
+                                                                 "after": {"frequency_mhz": 1489.9}}
+    bimodal = combine([with_processes(_proc(v)) for v in (10.1, 12.3, 10.2, 12.2)]
+                      + [BenchResult(model="m", error="crashed")])
+    assert bimodal.latency_ms["p50"] == pytest.approx((10.2 + 12.2) / 2)
+    assert any("spread 20% (10.1-12.3 ms over 4 processes), above 5%" in w for w in bimodal.warnings)
+    assert any("1 of 5 processes failed (first: crashed)" in w for w in bimodal.warnings)
+    absent = BenchResult(model="m", unavailable="no GPU")
+    assert combine([absent]) is absent and absent.ok and absent.to_dict()["unavailable"] == "no GPU"
+
+
+def test_clock_from_sysfs_and_throttling_warning(tmp_path):
+    """A Raspberry Pi's /sys: cpufreq per core and a thermal zone; the warning reads as the issue asks."""
+    from device_bench.environment import clock, clock_drift
+    for cpu, khz in ((0, "1500000"), (1, "1500000"), (2, "600000")):
+        d = tmp_path / f"devices/system/cpu/cpu{cpu}/cpufreq"
+        d.mkdir(parents=True)
+        (d / "scaling_cur_freq").write_text(khz + "\n")
+    (tmp_path / "class/thermal/thermal_zone0").mkdir(parents=True)
+    (tmp_path / "class/thermal/thermal_zone0/temp").write_text("71540\n")
+    assert clock(str(tmp_path)) == {"frequency_mhz": 1500, "temperature_c": 71.54}
+    assert clock(str(tmp_path / "nothing")) == {"frequency_mhz": None, "temperature_c": None}
+    notes = clock_drift({"frequency_mhz": 1500, "temperature_c": 45.0}, {"frequency_mhz": 600, "temperature_c": 71.5})
+    assert notes[0].startswith("throttled: 1.5 \u2192 0.6 GHz") and "45 \u2192 72 \u00b0C" in notes[1]
+    assert clock_drift({"frequency_mhz": 1500}, {"frequency_mhz": 1480}) == []
+
+
+def test_runtime_specs_expand_all(monkeypatch):
+    from device_bench import runtime, sweep
+    monkeypatch.setattr(runtime, "installed_runtimes", lambda: [("litert", "interpreter"), ("litert", "compiled"),
+                                                                ("openvino", "compiled")])
+    specs = sweep.runtime_specs(BenchParams(runtime="all", accelerator="all"))
+    assert specs == [("litert", "interpreter", "cpu"), ("litert", "compiled", "cpu"), ("litert", "compiled", "gpu"),
+                     ("litert", "compiled", "npu"), ("openvino", "compiled", "cpu"), ("openvino", "compiled", "gpu"),
+                     ("openvino", "compiled", "npu")]
+    assert sweep.runtime_specs(BenchParams(runtime="all", api="interpreter")) == [("litert", "interpreter", "cpu")]
+    assert sweep.runtime_specs(BenchParams()) == [(None, None, "cpu")]
+    monkeypatch.setattr(runtime, "installed_runtimes", lambda: [])
+    with pytest.raises(EdgekitError, match="no runtime is installed"):
+        sweep.runtime_specs(BenchParams(runtime="all"))
+
+
+def test_sweep_interleaves_processes_round_robin_alternating(monkeypatch):
+    from device_bench import sweep
+    order = []
+
+    def fake_isolated(model, params):  # the process launcher; the scheduling around it is what is tested
+        order.append((model, params.threads))
+        return _proc(float(len(order)))
+    monkeypatch.setattr(sweep, "run_isolated", fake_isolated)
+    rows = sweep.run_sweep(["a", "b"], BenchParams(), SweepSettings((1, 2), repeat=3, cooldown=0.0))
+    a1, a2, b1, b2 = ("a", 1), ("a", 2), ("b", 1), ("b", 2)
+    assert order == [a1, a2, b1, b2, b2, b1, a2, a1, a1, a2, b1, b2]
+    assert [r.repeat for r in rows] == [3] * 4 and rows[0].sweep["order"].startswith("interleaved")
+    assert [p["latency_ms"]["p50"] for p in rows[0].processes] == [1.0, 8.0, 9.0]
 
 
 def test_threads_parsing():
@@ -84,12 +164,14 @@ def test_bench_params_round_trip_through_the_generated_argparse():
     add_argparse_options(parser)
     params = BenchParams(threads=2, warmup_runs=3, warmup_min_secs=0.25, num_runs=7, min_secs=0.5, max_secs=9.0,
                          run_delay=0.01, xnnpack=False, delegate="lib.so:a=1", runtime="litert", input="x.npy",
-                         poll_memory=True)
-    argv = params_to_argv(params, [2, 4], cooldown=1.5)
-    back, threads, cooldown = params_from_options(vars(parser.parse_args(argv)))
-    assert back == params and threads == [2, 4] and cooldown == 1.5
-    default, threads, cooldown = params_from_options(vars(parser.parse_args([])))
-    assert default == BenchParams() and threads == [1] and cooldown == 0.0
+                         poll_memory=True, api="compiled", accelerator="gpu", ceiling=False)
+    sweep = SweepSettings((2, 4), repeat=5, cooldown=1.5)
+    argv = params_to_argv(params, sweep)
+    back, back_sweep = params_from_options(vars(parser.parse_args(argv)))
+    assert back == params and back_sweep == sweep
+    default, default_sweep = params_from_options(vars(parser.parse_args([])))
+    assert default == BenchParams() and default_sweep == SweepSettings((1,), DEFAULT_REPEAT, 0.0)
+    assert "--repeat" in params_to_argv(BenchParams())  # a child process runs one process's worth
 
 
 def test_click_and_argparse_flags_come_from_one_table():
@@ -104,10 +186,24 @@ def test_click_and_argparse_flags_come_from_one_table():
 
 @pytest.mark.parametrize("field,value,needle", [
     ("threads", 0, "threads must be at least 1"), ("num_runs", 0, "num_runs"), ("warmup_runs", -1, "warmup_runs"),
-    ("min_secs", -1.0, "min_secs"), ("runtime", "onnx", "unknown runtime")])
+    ("min_secs", -1.0, "min_secs"), ("runtime", "onnx", "unknown runtime"), ("api", "graph", "unknown api"),
+    ("accelerator", "tpu", "unknown accelerator")])
 def test_bench_params_validation_names_the_field(field, value, needle):
     with pytest.raises(EdgekitError, match=needle):
         BenchParams(**{field: value}).validate()
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"runtime": "tflite-runtime", "api": "compiled"}, "tflite-runtime has no compiled API"),
+    ({"runtime": "openvino", "api": "interpreter"}, "openvino has no interpreter API"),
+    ({"accelerator": "gpu"}, "accelerator gpu needs --api compiled"),
+    ({"runtime": "litert", "api": "interpreter", "accelerator": "npu"}, "the Interpreter API runs on the CPU")])
+def test_runtime_api_accelerator_combinations_are_checked(kwargs, needle):
+    with pytest.raises(EdgekitError, match=needle):
+        BenchParams(**kwargs).validate()
+    BenchParams(runtime="openvino", accelerator="gpu").validate()
+    with pytest.raises(EdgekitError, match="repeat must be at least 1"):
+        SweepSettings((1,), repeat=0).validate()
 
 
 @pytest.mark.parametrize("config,needle", [
@@ -120,6 +216,9 @@ def test_bench_params_validation_names_the_field(field, value, needle):
     ({"models": [{"source": 5}]}, "models[0]: 'source' has the wrong type"),
     ({"models": [{"nmae": "x"}]}, "did you mean 'name'"),
     ({"models": []}, "no [[models]]"),
+    ({"models": [{"name": "squeezenet1_1"}], "runtimes": ["onnx"]}, "'runtimes' takes litert, tflite-runtime"),
+    ({"models": [{"name": "squeezenet1_1"}], "runtimes": ["openvino:interpreter"]}, "openvino has no 'interpreter'"),
+    ({"models": [{"name": "squeezenet1_1"}], "repeat": 0}, "'repeat' must be a positive integer"),
 ])
 def test_study_config_is_checked_before_any_work(config, needle):
     from edgekit.study_config import Study

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from device_bench.errors import EdgekitError
 from dataclasses import replace
 
-from device_bench.options import OPEN_OPTIONS, BenchParams, params_to_argv
+from device_bench.options import PREDICT_OPTIONS, BenchParams, params_to_argv
 
 
 def runner_file(workdir):
@@ -79,10 +79,11 @@ def run_on_targets(targets, items, verb, tail, install_runtime=False, progress=p
         return for_each_target(targets, job, progress)
 
 
-def bench_on_targets(targets, models, params, threads, cooldown=0.0, install_runtime=False, progress=print):
-    """device_bench bench with ``params`` on each target; one row per model x configuration x target."""
+def bench_on_targets(targets, models, params, sweep, install_runtime=False, progress=print):
+    """device_bench bench with ``params`` and ``sweep`` (SweepSettings) on each target; one row per model x
+    configuration x target."""
     items = _items(models)
-    argv = params_to_argv(params, threads, cooldown)
+    argv = params_to_argv(params, sweep)
     return run_on_targets(targets, items, "bench", lambda d: [*argv, "--", *[f"{d}/{n}" for _, n in items]],
                           install_runtime, progress)
 
@@ -91,7 +92,7 @@ def _model_argv(labels=None, mean=None, std=None, **open_options):
     """device_bench's flags for how to read the model (labels must travel inside the bundle)."""
     if labels:
         raise EdgekitError("--labels with --target: put the labels in the bundle (edgekit convert --labels)")
-    argv = params_to_argv(replace(BenchParams(), **open_options), only=OPEN_OPTIONS)
+    argv = params_to_argv(replace(BenchParams(), **open_options), only=PREDICT_OPTIONS)
     for flag, value in (("--mean", mean), ("--std", std)):
         if value is not None:
             argv += [flag, ",".join(map(str, value))]
