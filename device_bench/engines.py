@@ -101,23 +101,26 @@ class LiteRTCompiledEngine(Engine):
         # so the NPU is asked to take the whole graph; the GPU falls back to the CPU only for ops it lacks.
         accel = {"cpu": ha.CPU, "gpu": ha.GPU | ha.CPU, "npu": ha.NPU}[accelerator]
         cpu = cm.CpuOptions(num_threads=int(threads), kernel_mode=None if xnnpack else cm.CpuKernelMode.BUILTIN)
-        try:
-            with quiet_stderr():  # LiteRT logs every accelerator it registers, to fd 2
+        silence_at_exit()  # its teardown at exit logs every accelerator again
+        failure = None
+        with quiet_stderr():  # LiteRT logs every accelerator it registers, and again as a failed compile's
+            try:              # frames are freed (at the end of this except clause: still quiet)
                 self.model = cm.CompiledModel.from_file(str(path), options=cm.Options(accel, cpu_options=cpu))
-        except (RuntimeError, ValueError) as e:
-            if accelerator != "cpu":
-                raise AcceleratorUnavailable(
-                    f"LiteRT {accelerator.upper()} not available here" + (", or it cannot take every op of this "
-                                                                          "model" if accelerator == "npu" else "")
-                    + f" ({last_line(e)})") from None
-            raise EdgekitError(f"{path}: {describe_load_error(e, runtime)}") from None
+            except (RuntimeError, ValueError) as e:
+                failure = last_line(e), describe_load_error(e, runtime)
+        if failure and accelerator != "cpu":
+            raise AcceleratorUnavailable(
+                f"LiteRT {accelerator.upper()} not available here" + (", or it cannot take every op of this "
+                                                                      "model" if accelerator == "npu" else "")
+                + f" ({failure[0]})")
+        if failure:
+            raise EdgekitError(f"{path}: {failure[1]}")
         self.input_details, self.output_details = io_tensors(path)
         self.inputs = self.model.create_input_buffers(0)
         self.outputs = self.model.create_output_buffers(0)
         self.sizes = [int(np.prod(d["shape"])) for d in self.output_details]
         with quiet_stderr():  # the first buffer write sets up a process-wide LiteRT environment, loudly
             self.set_input(np.zeros(self.input_details[0]["shape"], self.input_details[0]["dtype"]))
-        silence_at_exit()  # and its teardown at exit logs every accelerator again
 
     def set_input(self, array, i=0):
         self.inputs[i].write(np.ascontiguousarray(array))
