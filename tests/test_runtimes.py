@@ -139,3 +139,18 @@ def test_api_benchmark_takes_runtime_and_repeat(digit_models):
     assert len(rows) == 1 and rows[0].runtime["name"] == "openvino" and rows[0].repeat == 2
     assert rows[0].ceiling is None and len(rows[0].processes) == 2
     assert edgekit.BenchResult.from_dict(rows[0].to_dict()) == rows[0]
+
+
+def test_absent_accelerator_is_one_line(blocked_env, digits, digit_models):
+    """Asking classify for an accelerator this machine lacks gives one line, without LiteRT's teardown log
+    (it logs each accelerator it destroys when the failed compile's objects are freed, and at exit)."""
+    from conftest import run_device
+    bundle = digit_models[MODEL]["bundles"]["int8"]
+    for accelerator in ("gpu", "npu"):
+        proc = run_device(["classify", bundle, digits["test"] / "3", "--api", "compiled", "--accelerator",
+                           accelerator], blocked_env)
+        if proc.returncode == 0:
+            continue  # this machine has one: nothing to check
+        assert proc.returncode == 1
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"Error: LiteRT {accelerator.upper()} not available"), lines
