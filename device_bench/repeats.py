@@ -81,7 +81,7 @@ def combine(results):
         out.warnings.append(f"{len(failed)} of {len(results)} processes failed (first: {failed[0]})")
     if out.latency_spread["relative"] > SPREAD_WARNING:
         s = out.latency_spread
-        out.warnings.append(f"process medians spread {s['relative']:.0%} ({s['p50_min']:.3g}-{s['p50_max']:.3g} ms "
+        out.warnings.append(f"process medians spread {s['relative']:.1%} ({s['p50_min']:.3g}-{s['p50_max']:.3g} ms "
                             f"over {s['processes']} processes), above {SPREAD_WARNING:.0%}: not repeatable here; "
                             f"more --repeat, a --cooldown or a quieter machine")
     return out

@@ -99,7 +99,7 @@ def test_repeats_combine_medians_of_processes_and_flag_spread():
     bimodal = combine([with_processes(_proc(v)) for v in (10.1, 12.3, 10.2, 12.2)]
                       + [BenchResult(model="m", error="crashed")])
     assert bimodal.latency_ms["p50"] == pytest.approx((10.2 + 12.2) / 2)
-    assert any("spread 20% (10.1-12.3 ms over 4 processes), above 5%" in w for w in bimodal.warnings)
+    assert any("spread 19.6% (10.1-12.3 ms over 4 processes), above 5%" in w for w in bimodal.warnings)
     assert any("1 of 5 processes failed (first: crashed)" in w for w in bimodal.warnings)
     absent = BenchResult(model="m", unavailable="no GPU")
     assert combine([absent]) is absent and absent.ok and absent.to_dict()["unavailable"] == "no GPU"
