@@ -109,13 +109,23 @@ def bench_warnings(rows):
 
 
 def bench_notes(rows):
-    """How the figures were taken, once for the table: processes per configuration, order, cooldown."""
+    """How the figures were taken, once for the table: processes per configuration, order, cooldown, and the
+    runtimes that compute in a lower precision than the file's float32."""
     sweep = next((r["sweep"] for r in rows if r.get("sweep")), None)
-    if not sweep:
-        return []
-    return [f"{sweep['repeat']} fresh process(es) per configuration, {sweep['order']}; figures are medians over "
-            f"processes, 'spread' is (highest - lowest) / median of the process medians; cooldown "
-            + (f"{sweep['cooldown_s']:g} s between processes" if sweep.get("cooldown_s") else "not used")]
+    notes = [] if not sweep else [
+        f"{sweep['repeat']} fresh process(es) per configuration, {sweep['order']}; figures are medians over "
+        f"processes, 'spread' is (highest - lowest) / median of the process medians; cooldown "
+        + (f"{sweep['cooldown_s']:g} s between processes" if sweep.get("cooldown_s") else "not used")]
+    return notes + inference_precision_notes(r.get("runtime") for r in rows)
+
+
+def inference_precision_notes(runtimes):
+    """One line per runtime that computes float ops in a lower precision of its own accord (OpenVINO picks
+    bfloat16 or float16 where the CPU has them): its 'fp32' figures are then not float32 arithmetic."""
+    lowered = {runtime_label(r): r["inference_precision"] for r in runtimes
+               if r and r.get("inference_precision") not in (None, "f32", "float32")}
+    return [f"{label} computes float ops in {precision} (its own default on this CPU): its fp32 figures are not "
+            f"float32 arithmetic, so compare accuracy measured in that runtime" for label, precision in lowered.items()]
 
 
 def render_classification(items):

@@ -9,7 +9,7 @@ import tempfile
 from device_bench.environment import device_label
 from device_bench.errors import EdgekitError
 from device_bench.safe_write import write_text_atomic
-from device_bench.views import format_table, runtime_label, write_csv
+from device_bench.views import format_table, inference_precision_notes, runtime_label, write_csv
 
 REPORT_FILES = ("results.json", "results.csv", "tradeoff.png", "report.md")
 MARKERS = {"fp32": "o", "fp16": "s", "dynamic": "^", "int8": "D"}
@@ -223,8 +223,9 @@ def _method_lines(run):
             "rate of a dense kernel (a 1x1 convolution, 67M multiply-adds; fp32 for fp32/fp16 builds, int8 for "
             "int8, the faster of the two for dynamic) timed in the same process, runtime and threads. The nominal "
             "peak (clock x vector lanes x 2 FMA) is kept in results.csv (*fraction_of_nominal_peak*) for reference "
-            "only: the core boosts above the clock it is taken from.", ""]
-    return out
+            "only: the core boosts above the clock it is taken from."]
+    out += [f"- {line}." for line in inference_precision_notes(b.get("runtime") for b in _benches(run))]
+    return out + [""]
 
 
 def _warning_lines(run):

@@ -77,6 +77,9 @@ def test_every_runtime_benchmarks_the_bundle(invoke, digit_models):
     assert all(r["runtime"]["inference_precision"] for r in ov)  # OpenVINO may compute fp32 in bf16: said
     table = invoke("bench", bundles["int8"], "--runtime", "all", "--repeat", "1", *QUICK)
     assert "openvino" in table.stdout and "compiled/cpu" in table.stdout and "1 fresh process(es)" in table.stdout
+    lowered = {r["runtime"]["inference_precision"] for r in ov} - {"f32", "float32"}  # bfloat16 on AVX512_BF16
+    assert all(f"computes float ops in {p}" in table.stdout for p in lowered)
+    assert lowered or "computes float ops" not in table.stdout
 
 
 def test_tflite_runtime_rows_are_complete(digit_models):

@@ -300,3 +300,14 @@ def test_channel_weighted_quant_snr_sees_an_outlier_channel():
     w[0] = 1e-6  # the next layer divides the outlier channel by 1000
     assert weighted_snr_db(power, noise, [None]) > 40  # the plain tensor SNR looks fine
     assert weighted_snr_db(power, noise, [None, w]) < 10  # the worst reader sees the crushed channels
+
+
+def test_inference_precision_notes_name_runtimes_that_lower_precision():
+    from device_bench.views import inference_precision_notes
+    ov = {"name": "openvino", "version": "2026.4.1", "api": "compiled", "accelerator": "cpu",
+          "inference_precision": "bfloat16"}
+    lines = inference_precision_notes([ov, dict(ov), {"name": "litert", "version": "2.3.0", "api": "interpreter",
+                                                      "accelerator": "cpu"}, None])
+    assert lines == ["openvino 2026.4.1 compiled/cpu computes float ops in bfloat16 (its own default on this CPU): "
+                     "its fp32 figures are not float32 arithmetic, so compare accuracy measured in that runtime"]
+    assert inference_precision_notes([dict(ov, inference_precision="f32")]) == []
