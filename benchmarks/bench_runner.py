@@ -19,8 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PY, ROOT, mobilenet_v2_bundles  # noqa: E402
-from device_bench.repeats import median  # noqa: E402
+from common import PY, ROOT, median, mobilenet_v2_bundles  # noqa: E402
 
 BARE = r"""
 import sys, time, numpy as np
