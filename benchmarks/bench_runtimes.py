@@ -46,7 +46,7 @@ def cell(r):
     return f"{r['latency_ms']['p50']:.2f} ms [{s['p50_min']:.2f}-{s['p50_max']:.2f}] {s['relative']:.0%}"
 
 
-def table(rows, lookup):
+def table(lookup):
     """The shoot-out: builds and thread counts down, runtimes across."""
     head = "| build, threads | " + " | ".join(c[2] for c in COLUMNS) + " |"
     lines = [head, "|---" * (len(COLUMNS) + 1) + "|"]
@@ -61,19 +61,19 @@ def ceiling_table(rows):
     """Each measured build's MAC/s against its measured ceiling and the nominal peak; and the highest fraction."""
     lines = ["| build, threads, runtime | p50 ms | GMAC/s | measured ceiling GMAC/s | of ceiling | nominal GMAC/s | "
              "of nominal |", "|---|---|---|---|---|---|---|"]
-    worst = 0.0
+    highest = 0.0
     for r in rows:
         if "latency_ms" not in r:
             continue
         c, got = r.get("ceiling") or {}, r.get("achieved") or {}
         frac = got.get("fraction_of_ceiling")
-        worst = max(worst, frac or 0.0)
+        highest = max(highest, frac or 0.0)
         nominal = c.get("nominal_macs_per_s")
         lines.append(f"| {r['precision']}, {r['threads']}, {r['runtime']['name']} {r['runtime']['api']} | "
                      f"{r['latency_ms']['p50']:.2f} | {got['macs_per_s'] / 1e9:.1f} | "
                      f"{c['macs_per_s'] / 1e9:.1f} ({c['precision']} kernel) | {frac:.3f} | "
                      + (f"{nominal / 1e9:.1f} | {got['fraction_of_nominal']:.3f} |" if nominal else "- | - |"))
-    return "\n".join(lines), worst
+    return "\n".join(lines), highest
 
 
 def main():
@@ -96,12 +96,12 @@ def main():
           f"per configuration, interleaved; {a.runs}+ timed runs (>= 1 s) each; 1-min load average {load:.1f} "
           f"before, {os.getloadavg()[0]:.1f} after\n")
     print("Median of process medians [lowest-highest process median] spread = (highest - lowest) / median:\n")
-    print(table(rows, lookup))
-    ceilings, worst = ceiling_table(rows)
+    print(table(lookup))
+    ceilings, highest = ceiling_table(rows)
     print("\nMeasured ceiling (1x1 conv [1,16,16,512] -> 512, best run, same process, runtime and threads) and the "
           "fraction each build achieves:\n")
     print(ceilings)
-    print(f"\nhighest fraction of the measured ceiling: {worst:.3f} (must not exceed 1)")
+    print(f"\nhighest fraction of the measured ceiling: {highest:.3f} (must not exceed 1)")
     for r in rows:
         for w in r.get("warnings") or []:
             print(f"warning: {r['precision']} {r['threads']}t {r['runtime']['name']} {r['runtime'].get('api')}: {w}")

@@ -17,8 +17,12 @@ def as_paths(value):
 
 def sweep_settings(threads=(1,), repeat=DEFAULT_REPEAT, cooldown=0.0):
     """The SweepSettings of API arguments: one thread count or several, processes per configuration, pause."""
+    from device_bench.errors import EdgekitError
     from device_bench.options import SweepSettings, parse_threads
-    threads = parse_threads([threads] if isinstance(threads, int) else threads)
+    try:
+        threads = parse_threads([threads] if isinstance(threads, int) else threads)
+    except ValueError as e:
+        raise EdgekitError(str(e)) from None
     return SweepSettings(tuple(threads), repeat, float(cooldown)).validate()
 
 

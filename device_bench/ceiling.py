@@ -6,6 +6,7 @@ threads it cannot exceed 1 the way a nominal clock-times-lanes figure can when t
 The kernels ship in device_bench/data/ (made by tools/make_ceiling_models.py; see ceiling.json).
 """
 
+import functools
 import json
 import os
 import pkgutil
@@ -13,31 +14,32 @@ import tempfile
 import time
 
 from device_bench.errors import EdgekitError
+from device_bench.safe_write import atomic_path
 
 # Which kernel bounds a build: fp16 weights run as fp32 (XNNPACK's default); dynamic-range builds run
 # int8 and float kernels, so either may bound them; an unknown build takes the faster of the two.
 KERNELS_FOR = {"fp32": ("fp32",), "fp16": ("fp32",), "int8": ("int8",), "dynamic": ("fp32", "int8")}
 MIN_RUNS, WARMUP_RUNS, MAX_SECS = 5, 2, 2.0
-_EXTRACTED = {}
 
 
+@functools.cache
 def kernel_info():
-    """ceiling.json: the kernel's shape, multiply-adds, files and how they were made."""
+    """ceiling.json: the kernel's shape, multiply-adds, files (with sha256 and size) and how they were made."""
     return json.loads(pkgutil.get_data("device_bench", "data/ceiling.json"))
 
 
 def kernel_path(precision):
-    """A real file for the kernel (runtimes need a path): in the package, or copied out of the zipapp once."""
-    name = kernel_info()["kernels"][precision]["file"]
-    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", name)
+    """A real file for the kernel (runtimes need a path): in the package, or copied out of the zipapp to one
+    temporary file named by its sha256, shared by every process (a sweep runs many) and written atomically."""
+    kernel = kernel_info()["kernels"][precision]
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", kernel["file"])
     if os.path.isfile(here):
         return here
-    if name not in _EXTRACTED:
-        folder = tempfile.mkdtemp(prefix="device_bench-ceiling-")
-        _EXTRACTED[name] = os.path.join(folder, name)
-        with open(_EXTRACTED[name], "wb") as f:
-            f.write(pkgutil.get_data("device_bench", f"data/{name}"))
-    return _EXTRACTED[name]
+    shared = os.path.join(tempfile.gettempdir(), f"device_bench-ceiling-{kernel['sha256'][:16]}.tflite")
+    if not (os.path.isfile(shared) and os.path.getsize(shared) == kernel["bytes"]):
+        with atomic_path(shared, force=True) as part, open(part, "wb") as f:
+            f.write(pkgutil.get_data("device_bench", f"data/{kernel['file']}"))
+    return shared
 
 
 def _time_kernel(engine, min_secs):

@@ -8,7 +8,7 @@ import numpy as np
 
 from device_bench.errors import EdgekitError
 from device_bench.manifest import read_bundle
-from device_bench.runtime import delegation, open_interpreter, resolve_runtime
+from device_bench.runtime import check_memory, delegation, open_interpreter, resolve_runtime
 
 
 def _tensor(detail):
@@ -39,7 +39,8 @@ def inspect_model(model, runtime=None, verify=True, max_memory_mb=None):
     with open(ref.tflite_path, "rb") as f:
         data = f.read()
     rt = resolve_runtime(runtime, "interpreter")  # the Interpreter is what lists ops and delegation
-    interpreter = open_interpreter(ref.tflite_path, rt, max_memory_mb=max_memory_mb)
+    check_memory(ref.tflite_path, max_memory_mb)
+    interpreter = open_interpreter(ref.tflite_path, rt)
     nodes = delegation(interpreter) or []
     return {
         "path": os.path.abspath(os.fspath(model)), "model_file": ref.tflite_path, "file_size": len(data),

@@ -27,9 +27,9 @@ MAX_MODEL_BYTES = 4 << 30
 MAX_SIDE = 1 << 15  # pixels; larger inputs are refused before any allocation
 
 
-def _number(finite=True, nonzero=False):
+def _number(nonzero=False):
     def check(v):
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (math.isfinite(v) or not finite)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         return ok and (v != 0 or not nonzero)
     return check
 

@@ -2,7 +2,8 @@
 
 `BenchParams` is the single source of the benchmark's options: device_bench's argparse flags,
 edgekit's click options and the command line sent to a child process or a remote board are all
-generated from `BENCH_OPTIONS` below, and parsed back into a `BenchParams`.
+generated from `BENCH_OPTIONS` below, and parsed back into a `BenchParams` and the `SweepSettings` of
+a sweep (thread counts, processes per configuration, cooldown).
 """
 
 from dataclasses import dataclass, fields
@@ -98,7 +99,10 @@ class SweepSettings:
 
     def validate(self):
         """Raise EdgekitError naming the setting out of range; returns self."""
-        parse_threads(list(self.threads))
+        try:
+            parse_threads(list(self.threads))
+        except ValueError as e:
+            raise EdgekitError(str(e)) from None
         if not isinstance(self.repeat, int) or isinstance(self.repeat, bool) or self.repeat < 1:
             raise EdgekitError(f"repeat must be at least 1, got {self.repeat!r}")
         if self.cooldown < 0:
@@ -109,7 +113,7 @@ class SweepSettings:
 @dataclass(frozen=True)
 class Option:
     """A command-line face of one setting: its flag, value kind and help; the default comes from
-    BenchParams (or ``default`` for the sweep-level settings threads and cooldown)."""
+    BenchParams (or ``default`` for the sweep-level settings repeat and cooldown)."""
     dest: str
     flag: str
     kind: str  # "int", "float", "str", "flag", "no-flag" (sets the field False), "threads", "choice"
@@ -150,7 +154,7 @@ BENCH_OPTIONS = (
     Option("ceiling", "--no-ceiling", "no-flag", "skip timing the dense kernel that gives the measured ceiling"),
     Option("repeat", "--repeat", "int", "fresh processes per configuration, interleaved across configurations",
            DEFAULT_REPEAT),
-    Option("cooldown", "--cooldown", "float", "seconds to sleep between configurations", 0.0),
+    Option("cooldown", "--cooldown", "float", "seconds to sleep between benchmark processes", 0.0),
 )
 _SWEEP_FIELDS = ("threads", "repeat", "cooldown")
 

@@ -153,9 +153,9 @@ def check_memory(model_path, max_memory_mb=None):
                            f"{limit:,.0f} MB allowed (--max-memory changes the limit)")
 
 
-def open_interpreter(model_path, runtime, threads=1, xnnpack=True, delegate=None, max_memory_mb=None):
-    """Load and allocate a model. Returns the interpreter; raises EdgekitError naming the file."""
-    check_memory(model_path, max_memory_mb)
+def open_interpreter(model_path, runtime, threads=1, xnnpack=True, delegate=None):
+    """Load and allocate a model (after the caller's check_memory). Returns the interpreter; raises
+    EdgekitError naming the file."""
     mod = runtime.module
     kwargs = {"model_path": str(model_path), "num_threads": int(threads)}
     if not xnnpack:

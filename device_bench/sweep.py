@@ -79,8 +79,9 @@ def runtime_specs(params):
 
 def configurations(models, params, sweep):
     """Every model x runtime spec x thread count, as the BenchParams of one process."""
+    specs = runtime_specs(params)
     return [(m, replace(params, runtime=r, api=a, accelerator=acc, threads=t))
-            for m in models for r, a, acc in runtime_specs(params) for t in sweep.threads]
+            for m in models for r, a, acc in specs for t in sweep.threads]
 
 
 def _run_one(model, params, isolate):

@@ -311,3 +311,10 @@ def test_inference_precision_notes_name_runtimes_that_lower_precision():
     assert lines == ["openvino 2026.4.1 compiled/cpu computes float ops in bfloat16 (its own default on this CPU): "
                      "its fp32 figures are not float32 arithmetic, so compare accuracy measured in that runtime"]
     assert inference_precision_notes([dict(ov, inference_precision="f32")]) == []
+
+
+@pytest.mark.parametrize("threads", [0, "1,x", [1, "a"]])
+def test_api_threads_out_of_range_is_an_edgekit_error(threads):
+    import edgekit
+    with pytest.raises(edgekit.EdgekitError, match="threads must be"):
+        edgekit.benchmark("model.tflite", threads=threads)
