@@ -5,12 +5,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from statistics import median  # noqa: F401  (the scripts' one median)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PY = sys.executable
-
-from device_bench.repeats import median  # noqa: E402,F401  (one definition, shared with the device side)
 
 
 def mobilenet_v2_bundles(workdir, precisions=("int8",)):

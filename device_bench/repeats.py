@@ -7,17 +7,11 @@ processes, each process's own figures kept, and the spread of the process median
 """
 
 from dataclasses import replace
+from statistics import median
 
 from device_bench.options import SPREAD_WARNING
 
 _MEDIAN_FIELDS = ("init_ms", "first_ms", "peak_rss_mb")
-
-
-def median(values):
-    """The median of a non-empty list (the mean of the middle two for an even count)."""
-    s = sorted(values)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
 def process_figures(result):
