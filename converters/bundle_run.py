@@ -124,7 +124,7 @@ class BundleRun:
             from device_bench.tflite_metadata import without_entries
             # the float file's own manifest would be stale in every quantized build made from it
             self._litert = LitertQuantizer(without_entries(self.float_bytes(), [META_MANIFEST]),
-                                           self.anchored_calibration())
+                                           self.anchored_calibration() if self.calibration else None)
 
         return self._litert
 

@@ -16,6 +16,7 @@ import numpy as np
 from device_bench.errors import EdgekitError
 from device_bench.options import DEFAULT_IO, IO_TYPES, KEEP_AS
 from device_bench.silence import quiet_stderr
+from device_bench.runtime import first_line
 
 # What each precision quantizes. Dynamic range is limited to the ops XNNPACK runs with int8
 # weights: quantized depthwise weights knock those nodes out of XNNPACK (2-3x slower than fp32).
@@ -108,7 +109,7 @@ class LitertQuantizer:
             with _quiet():
                 return bytes(q.quantize(qsvs, enable_progress_bar=False, enable_progress_report=False).quantized_model)
         except (ValueError, RuntimeError, KeyError) as e:
-            raise EdgekitError(f"the LiteRT quantizer failed at {precision}: {str(e).splitlines()[0][:300]}") from None
+            raise EdgekitError(f"the LiteRT quantizer failed at {precision}: {first_line(e)}") from None
 
 
 @contextlib.contextmanager

@@ -262,3 +262,12 @@ def test_recover_with_int16_activations(outlier, invoke, digits, tmp_path):
     from converters.tflite_graph import read_graph
     graph = read_graph((tmp_path / "squeezenet1_1_int8" / "model.tflite").read_bytes())
     assert rec["chosen_step"] == 0 or any(t["type"] == "INT16" for t in graph.tensors)
+
+
+def test_fp16_with_eval_and_no_calibration(invoke, digits, hidden, tmp_path):
+    """fp16 needs no calibration images: with --eval (fidelity on the labelled images) none are loaded, and
+    the LiteRT quantizer must not ask for them (it once crashed with a TypeError here)."""
+    r = invoke("quantize", hidden, "-p", "fp16", "--mean", "0", "--std", "1", "--eval", digits["test"],
+               "-o", tmp_path)
+    assert r.exit_code == 0, r.output
+    assert _top1(invoke, tmp_path / "digits_net_fp16", digits["test"])["top1"] >= 0.85
