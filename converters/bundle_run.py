@@ -5,6 +5,7 @@ with the reference, the manifest, writing the bundle, the per-layer report and m
 Nothing here imports TensorFlow: `edgekit quantize` runs this where TensorFlow cannot be installed.
 """
 
+import hashlib
 import os
 import platform
 import tempfile
@@ -137,6 +138,7 @@ class BundleRun:
         extra = {}
         data = self._litert_build(p, extra) if q == "litert" else self.make(p)
         seconds = time.perf_counter() - t0
+        extra["graph_sha256"] = hashlib.sha256(data).hexdigest()  # the converter's output, before any metadata
         interp = self._verified(data, p, where)
         fid = self._fidelity(interp, build)
         if q == "litert" and (p, "tflite") in self._outputs and build in self._outputs:

@@ -14,9 +14,9 @@ from device_bench.errors import EdgekitError, WeightsUnavailable
 _API = {
     "convert": "edgekit.api", "quantize": "edgekit.api", "benchmark": "edgekit.api", "classify": "edgekit.api",
     "evaluate": "edgekit.api", "inspect": "edgekit.api", "train": "edgekit.api", "compress": "edgekit.api",
-    "TrainResult": "edgekit.training", "CompressResult": "edgekit.compression",
-    "run_study": "edgekit.study", "recommend": "edgekit.api", "Recommendations": "device_bench.records",
-    "Recommendation": "device_bench.records", "Study": "edgekit.study_config", "StudyResult": "edgekit.study",
+    "TrainResult": "edgekit.training.fit", "CompressResult": "edgekit.training.compress",
+    "run_study": "edgekit.study.run", "recommend": "edgekit.api", "Recommendations": "device_bench.records",
+    "Recommendation": "device_bench.records", "Study": "edgekit.study.config", "StudyResult": "edgekit.study.run",
     "BenchParams": "device_bench.options", "Bundle": "device_bench.records", "ConvertResult": "device_bench.records",
     "BenchResult": "device_bench.records", "Predictions": "device_bench.records", "EvalResult": "device_bench.records",
 }

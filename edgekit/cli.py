@@ -62,7 +62,7 @@ def model_options(f):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def models(as_json):
     """List the model zoo: parameters, multiply-adds, input size, preprocessing, weights."""
-    from edgekit.zoo_info import describe_zoo
+    from edgekit.models.catalog import describe_zoo
     rows = describe_zoo()
     if as_json:
         echo_json(rows)
@@ -80,7 +80,7 @@ def models(as_json):
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 def build(name, alpha, size, classes, weights, output, force):
     """Build zoo model NAME and save it as a .keras file."""
-    from edgekit.zoo_info import build_to_file
+    from edgekit.models.catalog import build_to_file
     info = build_to_file(name, output, alpha=alpha, size=size, classes=classes, weights=weights, force=force)
     click.echo(f"wrote {info['path']}: {info['name']}, {info['params']:,} parameters, "
                f"{info['macs'] / 1e6:.1f}M multiply-adds, input {info['input_size']}")
@@ -290,9 +290,9 @@ def read_target_options(targets, targets_file, ssh_config):
 
 
 def training_options(f):
-    """--epochs, --lr, --seed, ...: generated from edgekit.training.TrainSettings (their one definition)."""
+    """--epochs, --lr, --seed, ...: generated from edgekit.training.fit.TrainSettings (their one definition)."""
     from dataclasses import MISSING, fields
-    from edgekit.training import TrainSettings
+    from edgekit.training.fit import TrainSettings
     for fld in reversed(fields(TrainSettings)):
         meta = fld.metadata
         kind = click.Choice(meta["choices"]) if "choices" in meta else {"int": int, "float": float}.get(fld.type, fld.type)
@@ -546,7 +546,7 @@ def deploy(bundles, folder, as_json, targets, targets_file, ssh_config, install_
 @click.option("--force", is_flag=True, help="Replace an existing file.")
 def pack_runner(output, force):
     """Build device_bench.pyz, the one-file device runner (stdlib zipapp)."""
-    from edgekit.runner_pack import pack_runner as pack
+    from edgekit.targets.runner_pack import pack_runner as pack
     path = pack(output, force)
     click.echo(f"wrote {path}: run `python3 {output} bench BUNDLE` on a device with numpy and a TFLite runtime")
 
@@ -556,8 +556,8 @@ def pack_runner(output, force):
 @click.option("--force", is_flag=True, help="Rebuild every bundle instead of reusing unchanged ones.")
 def demo(outdir, force):
     """The built-in study: SqueezeNet 1.1, MobileNet V1 and V2 at 224, every precision, benchmarked here."""
-    from edgekit.study import run_study
-    from edgekit.study_config import demo_study
+    from edgekit.study.run import run_study
+    from edgekit.study.config import demo_study
     _finish(run_study(demo_study(), outdir, force=force, progress=progress))
 
 
@@ -567,23 +567,21 @@ def demo(outdir, force):
 @click.option("--force", is_flag=True, help="Rebuild every bundle instead of reusing unchanged ones.")
 def run(config, outdir, force):
     """Run the study a TOML CONFIG describes (models, precisions, threads, calibration, evaluation)."""
-    from edgekit.study import run_study
+    from edgekit.study.run import run_study
     _finish(run_study(config, outdir, force=force, progress=progress))
 
 
 def _finish(result):
-    from edgekit.recommendation import recommend as choose
-    from edgekit.recommendation import render
-    from edgekit.report import render_table, table_rows
-    rows = table_rows(result.to_dict())
-    click.echo(render_table(rows))
+    from edgekit.study.recommend import render
+    from edgekit.study.report import render_table
+    click.echo(render_table(result.table))
     click.echo(f"report: {os.path.join(result.meta['output'], 'report.md')}")
-    try:
+    if isinstance(result.recommendations, EdgekitError):  # nothing was measured: the rows above say why
+        click.echo(f"\nNo recommendation: {result.recommendations}")
+    else:
         click.echo("\nRecommendation for this machine (edgekit recommend results.json):\n"
-                   + render(choose(result.to_dict())))
-    except EdgekitError as e:  # nothing was measured: the rows above say why
-        click.echo(f"\nNo recommendation: {e}")
-    exit_if_failed(any(r.get("error") for r in rows))
+                   + render(result.recommendations))
+    exit_if_failed(any(r.get("error") for r in result.table))
 
 
 @cli.command()
@@ -600,7 +598,7 @@ def recommend(results, max_latency_ms, max_top1_drop, max_memory_mb, device, as_
     the fastest within the accuracy floor, or the most accurate within --max-latency-ms; says so when the data
     cannot decide."""
     from edgekit import api
-    from edgekit.recommendation import render
+    from edgekit.study.recommend import render
     recs = api.recommend(results, max_latency_ms=max_latency_ms, max_top1_drop=max_top1_drop,
                          max_memory_mb=max_memory_mb, device=device)
     click.echo(json.dumps(recs.to_dict(), indent=2) if as_json else render(recs))
@@ -612,7 +610,8 @@ def recommend(results, max_latency_ms, max_top1_drop, max_memory_mb, device, as_
 @click.option("--force", is_flag=True, help="Replace a report already in OUTDIR.")
 def report(results, outdir, force):
     """Rebuild report.md, results.csv and tradeoff.png from saved RESULTS.json files (several devices too)."""
-    from edgekit.report import load_results, write_report
+    from edgekit.study.report import write_report
+    from edgekit.study.rows import load_results
     from device_bench.safe_write import refuse_existing
     refuse_existing(os.path.join(outdir, "report.md"), force)
     write_report(load_results(results), outdir, progress=progress)

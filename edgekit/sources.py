@@ -63,7 +63,7 @@ def load_source(source, *, alpha=None, size=None, classes=None, weights="none", 
 
 def _stored_meta(source, record):
     """What a model file made by `edgekit train`/`compress` says of itself; its facts join ``record``."""
-    from edgekit.model_meta import read_model_meta
+    from edgekit.models.meta import read_model_meta
     meta = read_model_meta(source) if isinstance(source, (str, os.PathLike)) else None
     if not meta:
         return {}
@@ -85,7 +85,7 @@ def _from_model(source, unsafe):
         if not hasattr(source, "input_shape") or not hasattr(source, "get_weights"):
             raise EdgekitError(f"expected a zoo name, a model file or a keras.Model, got {type(source).__name__}")
         return source, source.name, {"kind": "keras", "name": source.name, "sha256": weights_sha256(source)}
-    from edgekit.loading import load_keras_model
+    from edgekit.models.loading import load_keras_model
     path = os.fspath(source)
     model = load_keras_model(path, unsafe=unsafe)
     return model, Path(path.rstrip("/")).stem, {"kind": "file", "path": os.path.abspath(path), "sha256": sha256_of(path)}
@@ -117,7 +117,7 @@ def _from_zoo(source, build, crop_fraction, seed):
     model = create_model(source, alpha=alpha, size=size, classes=classes, weights=weights)
     prep = make_preprocessing(spec.preprocessing, crop_fraction=spec.crop_fraction if crop_fraction is None
                               else crop_fraction)
-    name = f"{source}_{round(alpha * 100):03d}_{size}" if len(spec.alphas) > 1 else f"{source}_{size}"
+    name = spec.variant_name(alpha, size)
     record = {"kind": "zoo", "model": source, "family": spec.family, "alpha": alpha, "size": size,
               "classes": classes, "weights": weights if weights in ("none", "imagenet") else os.path.abspath(weights),
               "trained": weights != "none", "sha256": weights_sha256(model)}
@@ -136,6 +136,6 @@ def labels_for(labels_file, spec, model, weights):
             raise EdgekitError(f"{where}: label {bad + 1} is empty or holds a line break: {labels[bad]!r}")
         return labels
     if spec is not None and model.output_shape[-1] == 1000 and weights == "imagenet":
-        from edgekit.imagenet import imagenet_labels
+        from edgekit.models.imagenet import imagenet_labels
         return imagenet_labels()
     return None

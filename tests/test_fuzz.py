@@ -202,7 +202,7 @@ def _huge_input_model(src, dest):
 def test_fuzz_study_configs(tmp_path):
     """Mutated study TOML: a checked Study or one EdgekitError, before any work starts."""
     from device_bench.errors import EdgekitError
-    from edgekit.study_config import Study
+    from edgekit.study.config import Study
     rng = random.Random(SEED + 2)
     text = 'precisions = ["fp32", "int8"]\nthreads = [1, 2]\nruns = 5\n[[models]]\nname = "squeezenet1_1"\nsize = 48\n'
     tokens = ['"fifty"', "2", "[]", '"x"', "-1", "[[1]]", "{}", "true", "1e400", '"\\u0000"', "[" * 20 + "]" * 20]

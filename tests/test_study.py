@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from edgekit.report import table_rows
+from edgekit.study.rows import table_rows
 
 SMALL = """
 precisions = ["fp32", "int8"]

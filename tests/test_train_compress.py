@@ -59,7 +59,7 @@ def test_train_reaches_95_percent_and_converts_without_flags(trained, name, invo
 
 def test_seed_makes_reruns_identical(invoke, digits, tmp_path):
     from converters.pipeline import weights_sha256
-    from edgekit.loading import load_keras_model
+    from edgekit.models.loading import load_keras_model
     hashes = []
     for seed, name in ((3, "a"), (3, "b"), (4, "c")):
         _json(invoke("train", "squeezenet1_1", "--size", 32, digits["train"], "-o", tmp_path / f"{name}.keras",
@@ -96,7 +96,7 @@ def test_prune_75_keeps_accuracy_and_shrinks_the_gzipped_file(pruned, invoke, di
     layers = record["steps"][0]["details"]["layers"]
     assert all(r["zero_fraction"] >= 0.74 for r in layers if r["pruned"]) and sum(r["pruned"] for r in layers) >= 20
     # the zeros are really in the saved file, which converts with no flags
-    from edgekit.loading import load_keras_model
+    from edgekit.models.loading import load_keras_model
     model = load_keras_model(path)
     kernel = model.get_layer(next(r["layer"] for r in layers if r["pruned"])).kernel.numpy()
     assert np.mean(kernel == 0) >= 0.74
@@ -119,7 +119,7 @@ def test_distilled_student_beats_the_same_student_alone(trained, invoke, digits,
 def test_distillation_loss_is_never_negative_unlike_keras_default():
     """Keras 3.15's LogitsDistillation default applies KL to raw logits and goes negative; ours stays >= 0."""
     import keras
-    from edgekit.distill import DistillationLoss
+    from edgekit.training.distill import DistillationLoss
     rng = np.random.default_rng(0)
     student, teacher = rng.normal(0, 3, (64, 10)).astype("float32"), rng.normal(0, 3, (64, 10)).astype("float32")
     labels = rng.integers(0, 10, 64)
@@ -192,7 +192,7 @@ def test_teacher_and_student_class_counts_differ(trained, invoke, digits, tmp_pa
 
 def test_qat_names_the_layer_it_cannot_wrap(invoke, digits, tmp_path):
     import keras
-    from edgekit.model_meta import save_model
+    from edgekit.models.meta import save_model
     inputs = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
     x = keras.layers.LayerNormalization(name="odd_norm")(x)
@@ -208,7 +208,7 @@ def test_qat_names_the_layer_it_cannot_wrap(invoke, digits, tmp_path):
 
 
 def test_study_trains_compresses_and_reports_each_variant(invoke, digits, tmp_path):
-    from edgekit.report import table_rows
+    from edgekit.study.rows import table_rows
     config = tmp_path / "study.toml"
     config.write_text(f"""
 precisions = ["int8"]
@@ -242,9 +242,9 @@ def test_teacher_and_student_may_share_an_architecture():
     """Same layer names on both sides: the distillation graph still builds, and its teacher half is frozen."""
     import keras
     from device_bench.images import make_preprocessing
-    from edgekit.distill import distillation_trainer
+    from edgekit.training.distill import distillation_trainer
     from edgekit.models import create_model
-    from edgekit.training import TrainSettings
+    from edgekit.training.fit import TrainSettings
     teacher, student = (create_model("squeezenet1_1", size=32, classes=10) for _ in range(2))
     trainer, _ = distillation_trainer(student, teacher, make_preprocessing("torch"), make_preprocessing("tf"),
                                       TrainSettings(augment="none"))

@@ -54,7 +54,7 @@ def test_settings_hash_changes_with_each_input():
 def test_peak_figures_and_table_rows():
     """of peak is against the measured ceiling (same process, runtime, threads); the nominal figure is kept."""
     from device_bench.environment import nominal_peak_macs_per_s
-    from edgekit.report import table_rows
+    from edgekit.study.rows import table_rows
     env = {"max_frequency_mhz": 2000, "vector_bits": 256, "int8_dot": True}
     assert nominal_peak_macs_per_s(env, 2, "fp32") == 2 * 2000e6 * 8 * 2
     assert nominal_peak_macs_per_s(env, 1, "int8") == 4 * nominal_peak_macs_per_s(env, 1, "fp32")
@@ -221,7 +221,7 @@ def test_runtime_api_accelerator_combinations_are_checked(kwargs, needle):
     ({"models": [{"name": "squeezenet1_1"}], "repeat": 0}, "'repeat' must be a positive integer"),
 ])
 def test_study_config_is_checked_before_any_work(config, needle):
-    from edgekit.study_config import Study
+    from edgekit.study.config import Study
     with pytest.raises(EdgekitError) as e:
         Study.from_dict(config, "cfg.toml")
     assert needle in str(e.value) and str(e.value).startswith("cfg.toml")

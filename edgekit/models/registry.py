@@ -5,60 +5,24 @@ One small registered function per model, a frozen spec per model, ``list_models(
 """
 
 import difflib
-from dataclasses import dataclass, field
 
 from device_bench.errors import EdgekitError
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the zoo knows about one model, so arguments can be checked before TensorFlow is imported."""
-    name: str
-    family: str
-    default_size: int
-    min_size: int
-    imagenet_sizes: tuple  # sizes with published ImageNet weights
-    alphas: tuple
-    default_alpha: float
-    preprocessing: str  # a mode of device_bench.images.MODES
-    crop_fraction: float = 0.875  # ImageNet evaluation: resize to 256, centre-crop 224
-    num_classes: int = 1000
-    weights: str = "none"  # where ImageNet weights come from
-    builder: object = field(default=None, compare=False, repr=False)
-
-    @property
-    def has_imagenet_weights(self):
-        """Whether ``--weights imagenet`` can work: only Keras-provided models have ImageNet weights."""
-        return self.weights.startswith("keras")
-
-
-_REGISTRY = {}
-
-
-def register_model(spec):
-    """Decorator: register ``fn(alpha, size, classes, weights)`` under ``spec.name``."""
-    def wrap(fn):
-        if spec.name in _REGISTRY:
-            raise ValueError(f"model {spec.name!r} registered twice")
-        _REGISTRY[spec.name] = ModelSpec(**{**spec.__dict__, "builder": fn})
-        return fn
-    return wrap
+from edgekit.models import mobilenet, squeezenet  # noqa: F401  (their @register_model fill the registry)
+from edgekit.models.spec import REGISTRY
 
 
 def list_models():
     """All registered model names, sorted, so callers can enumerate the zoo."""
-    _load_builders()
-    return sorted(_REGISTRY)
+    return sorted(REGISTRY)
 
 
 def get_spec(name):
     """Look up a model's spec, suggesting close matches on failure so a typo is easy to fix."""
-    _load_builders()
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.4)
+    if name not in REGISTRY:
+        close = difflib.get_close_matches(name, REGISTRY, n=3, cutoff=0.4)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise EdgekitError(f"unknown model {name!r}{hint} (known: {', '.join(sorted(_REGISTRY))})")
-    return _REGISTRY[name]
+        raise EdgekitError(f"unknown model {name!r}{hint} (known: {', '.join(sorted(REGISTRY))})")
+    return REGISTRY[name]
 
 
 def resolve_args(name, alpha=None, size=None, classes=None, weights="none"):
@@ -91,8 +55,3 @@ def create_model(name, alpha=None, size=None, classes=None, weights="none"):
     spec, alpha, size, classes, weights = resolve_args(name, alpha, size, classes, weights)
     from edgekit.models.weights import build_with_weights
     return build_with_weights(spec, alpha, size, classes, weights)
-
-
-def _load_builders():
-    # importing the modules runs their @register_model decorators
-    from edgekit.models import mobilenet, squeezenet  # noqa: F401

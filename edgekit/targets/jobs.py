@@ -14,7 +14,7 @@ from device_bench.options import PREDICT_OPTIONS, BenchParams, params_to_argv
 
 def runner_file(workdir):
     """device_bench.pyz, packed fresh into ``workdir`` for upload."""
-    from edgekit.runner_pack import pack_runner
+    from edgekit.targets.runner_pack import pack_runner
     return pack_runner(os.path.join(workdir, "device_bench.pyz"), force=True)
 
 

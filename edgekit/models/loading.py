@@ -18,7 +18,7 @@ def load_keras_model(path, unsafe=False):
                 return _load_saved_model(path, tf, keras)
             if not path.endswith((".keras", ".h5", ".hdf5")):
                 raise EdgekitError(f"{path}: not a Keras model (expected .keras, .h5 or a SavedModel folder)")
-            import edgekit.qat  # noqa: F401  (registers the QAT layers a compressed model may hold)
+            import edgekit.models.qat_layers  # noqa: F401  (registers the QAT layers a compressed model may hold)
             return keras.saving.load_model(path, safe_mode=not unsafe, compile=False)
     except EdgekitError:
         raise

@@ -106,7 +106,7 @@ def zero_fractions(model, pruned_layers):
 
 def prune(model, data, settings, sparsity, progress, bar=False):
     """Prune ``model`` in place to ``sparsity`` while fine-tuning on ``data``; returns the details."""
-    from edgekit.training import batchnorm_momentum, default_lr, fit, with_augmentation
+    from edgekit.training.fit import batchnorm_momentum, default_lr, fit, with_augmentation
     targets = prunable(model)
     if not targets:
         raise EdgekitError(f"{model.name}: no Conv2D or Dense kernel of at least {MIN_PRUNED_WEIGHTS} weights to prune")

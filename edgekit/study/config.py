@@ -166,7 +166,7 @@ def _check_model(m, where):
 
 def _training_keys():
     from dataclasses import fields as dataclass_fields
-    from edgekit.training import TrainSettings
+    from edgekit.training.fit import TrainSettings
     return [f.name for f in dataclass_fields(TrainSettings)]
 
 

@@ -12,12 +12,12 @@ Two objectives, as the user sets them:
 
 from device_bench.errors import EdgekitError
 from device_bench.records import Recommendation, Recommendations
-from edgekit.report import bench_command, evaluate_command, load_results, table_rows
+from edgekit.study.rows import bench_command, evaluate_command, load_results, table_rows
 
 RUNNERS_UP = 3
 
 
-def _candidates(run, device):
+def _candidates(run, rows, device):
     """Every measured build of one run (device) as a flat dict, or nothing when ``device`` names another."""
     from device_bench.environment import device_label
     env = run["environment"]
@@ -27,7 +27,7 @@ def _candidates(run, device):
         return label, []
     dataset = (run.get("meta") or {}).get("config", {}).get("evaluate")
     out = []
-    for r in table_rows(run):
+    for r in rows:
         if r.get("error") or not r.get("p50_ms"):
             continue
         out.append({"model": r["model"], "precision": r["precision"], "runtime": r["runtime_record"],
@@ -134,16 +134,22 @@ def recommend_model(model, device, pool, criteria):
 def recommend(results, *, max_latency_ms=None, max_top1_drop=0.5, max_memory_mb=None, device=None):
     """The build to ship for each model (and device) in ``results``: RESULTS.json paths, or a study's
     results dict. Returns Recommendations; an item's ``decided`` is False when the data cannot tell."""
+    runs = [results] if isinstance(results, dict) else load_results(
+        [results] if isinstance(results, str) or hasattr(results, "__fspath__") else results)
+    return recommend_tables([(run, table_rows(run)) for run in runs], max_latency_ms=max_latency_ms,
+                            max_top1_drop=max_top1_drop, max_memory_mb=max_memory_mb, device=device)
+
+
+def recommend_tables(tables, *, max_latency_ms=None, max_top1_drop=0.5, max_memory_mb=None, device=None):
+    """`recommend` on runs whose flat rows are already computed: a list of (run, its table_rows)."""
     if max_top1_drop < 0 or (max_latency_ms is not None and max_latency_ms <= 0) or \
             (max_memory_mb is not None and max_memory_mb <= 0):
         raise EdgekitError("--max-top1-drop must be >= 0, --max-latency-ms and --max-memory-mb above 0")
-    runs = [results] if isinstance(results, dict) else load_results(
-        [results] if isinstance(results, str) or hasattr(results, "__fspath__") else results)
     criteria = {"max_latency_ms": max_latency_ms, "max_top1_drop": max_top1_drop, "max_memory_mb": max_memory_mb,
                 "device": device}
     items, devices = [], []
-    for run in runs:
-        label, pool = _candidates(run, device)
+    for run, rows in tables:
+        label, pool = _candidates(run, rows, device)
         devices.append(label)
         for model in dict.fromkeys(c["model"] for c in pool):
             items.append(recommend_model(model, label, [c for c in pool if c["model"] == model], criteria))

@@ -3,14 +3,14 @@
 Transfer learning when pretrained weights are at hand (ImageNet's, a local weights file, or the
 user's model with another head): the new head trains on a frozen backbone, then the whole network
 fine-tunes at a tenth of the rate. Otherwise the network trains from scratch, and says so. The
-saved .keras file carries its preprocessing and labels (edgekit.model_meta).
+saved .keras file carries its preprocessing and labels (edgekit.models.meta).
 """
 
 import contextlib
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from device_bench.errors import EdgekitError, WeightsUnavailable
 from device_bench.options import AUGMENTATIONS
@@ -52,6 +52,16 @@ class TrainSettings:
         return self
 
 
+def train_settings(options, base=None):
+    """TrainSettings from keyword options named as the CLI's (epochs, lr, seed, ...); unknown names fail."""
+    known = {f.name for f in fields(TrainSettings)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise EdgekitError(f"unknown training option {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    return replace(base or TrainSettings(), **{k: v for k, v in options.items() if v is not None}).validate()
+
+
+
 @dataclass
 class TrainResult:
     """What `edgekit train` made: the file, how it trained and how well it does on the held-out split."""
@@ -84,7 +94,7 @@ class Data:
 
 def load_data(listing, input_shape, prep, progress):
     """Pixels of a dataset listing, read with the device's own preprocessing."""
-    from edgekit.datasets import load_arrays
+    from edgekit.training.data import load_arrays
     progress(f"reading {listing.counts()['train']} training and {listing.counts()['val']} held-out images "
              f"at {input_shape[0]}x{input_shape[1]}")
     x, y = load_arrays(listing.train, input_shape, prep, progress)
@@ -309,7 +319,7 @@ def build_for_training(source, labels, settings, note, *, alpha=None, size=None,
         keras.utils.set_random_seed(settings.seed)
         model, head = with_new_head(base, classes) if base is not None else (
             create_model(source, alpha=alpha, size=size, classes=classes), None)
-        name = f"{source}_{round(alpha * 100):03d}_{size}" if len(spec.alphas) > 1 else f"{source}_{size}"
+        name = spec.variant_name(alpha, size)
         facts = {"family": spec.family, "name": name, "source": {"model": source, "alpha": alpha, "size": size,
                                                                  "weights": weights if base is not None else "none"}}
         return model, prep, head, facts
@@ -331,8 +341,8 @@ def build_for_training(source, labels, settings, note, *, alpha=None, size=None,
 def train_model(source, dataset, output, settings=None, *, alpha=None, size=None, weights="imagenet", mean=None,
                 std=None, preprocessing=None, crop=None, unsafe=False, force=False, progress=None, bar=False):
     """Train ``source`` (zoo name or model file) on class folders and save a self-describing .keras file."""
-    from edgekit.datasets import list_dataset
-    from edgekit.model_meta import save_model
+    from edgekit.training.data import list_dataset
+    from edgekit.models.meta import save_model
     progress = progress or (lambda message: None)
     settings = (settings or TrainSettings()).validate()
     output = check_output(output, force)

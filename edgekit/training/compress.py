@@ -1,6 +1,8 @@
 """`edgekit compress`: pruning, distillation and quantization-aware training, chained in the order given,
 each stage measured the same way: Keras top-1 on the held-out split, then the int8 .tflite's top-1 in
-LiteRT, raw and gzip-compressed size, and median latency (one thread, fresh process).
+LiteRT, raw and gzip-compressed size, and median latency (one thread, fresh process). The int8 file is
+made by the very pipeline `edgekit convert` runs, on the stage saved as .keras, calibrated on the dataset
+folder: the figures belong to the file a user gets.
 
 Every check (methods, sparsity, student and teacher classes, layers QAT cannot wrap) runs before any
 training. The output .keras keeps its input's preprocessing and labels, with the chain recorded.
@@ -17,7 +19,9 @@ from device_bench.options import COMPRESS_METHODS
 from device_bench.safe_write import check_output
 
 BENCH_RUNS = 30
-CALIBRATION_IMAGES = 100
+# compress_model's keyword options (beside the training settings), as a study's compress table names them
+COMPRESS_OPTIONS = ("sparsity", "student", "alpha", "size", "temperature", "label_weight", "baseline", "mean", "std",
+                    "preprocessing", "unsafe")
 
 
 @dataclass
@@ -30,6 +34,7 @@ class Measurement:
     gzip_bytes: int = None
     latency_ms: float = None  # p50, 1 thread, XNNPACK
     quantize_ops: int = None  # QUANTIZE + DEQUANTIZE operators in the int8 graph
+    graph_sha256: str = None  # the int8 graph's, as `edgekit convert` of the stage's .keras file records it
     error: str = None
 
 
@@ -69,7 +74,7 @@ def stage_label(methods, sparsity):
 
 def check_methods(methods, sparsity, student, temperature, label_weight):
     """Validate the chain and its options before anything loads."""
-    from edgekit.pruning import check_sparsity
+    from edgekit.training.prune import check_sparsity
     methods = [methods] if isinstance(methods, str) else list(methods or [])
     if not methods:
         raise EdgekitError(f"give at least one --method ({', '.join(COMPRESS_METHODS)})")
@@ -99,7 +104,7 @@ def build_student(student, teacher, teacher_prep, teacher_name, *, alpha=None, s
     """(student model, its preprocessing, its name): a fresh zoo network or a model file, checked against
     the teacher's classes before any training."""
     from device_bench.images import make_preprocessing
-    from edgekit.distill import check_pair
+    from edgekit.training.distill import check_pair
     from edgekit.sources import is_model_path, load_source
     from edgekit.tf_import import import_tf
     _, keras = import_tf()
@@ -110,11 +115,10 @@ def build_student(student, teacher, teacher_prep, teacher_name, *, alpha=None, s
         keras.utils.set_random_seed(seed)
         model = create_model(student, alpha=alpha, size=size, classes=classes)
         prep = make_preprocessing(spec.preprocessing, crop_fraction=teacher_prep.get("crop_fraction", 1.0))
-        name = f"{student}_{round(alpha * 100):03d}_{size}" if len(spec.alphas) > 1 else f"{student}_{size}"
-        return model, prep, name
+        return model, prep, spec.variant_name(alpha, size)
     if alpha is not None or size is not None:
         raise EdgekitError(f"--alpha and --size apply to a zoo student, not to the file {student}")
-    from edgekit.model_meta import read_model_meta
+    from edgekit.models.meta import read_model_meta
     meta = read_model_meta(student) or {}
     prep = None if meta.get("preprocessing") else teacher_prep  # a bare file is taken to see the teacher's pixels
     model, info = load_source(student, unsafe=unsafe, mean=prep and prep["mean"], std=prep and prep["std"])
@@ -122,36 +126,33 @@ def build_student(student, teacher, teacher_prep, teacher_name, *, alpha=None, s
     return model, info.preprocessing, info.name
 
 
-def measure(model, stage, data, workdir, progress):
-    """Keras top-1, then the int8 .tflite: LiteRT top-1, raw and gzip size, quantize ops, p50 latency."""
+def measure(model, stage, stage_meta, data, calibration, workdir, progress):
+    """Keras top-1, then the int8 bundle `edgekit convert` makes of the stage's .keras file (same pipeline,
+    same calibration folder, so the same file): LiteRT top-1, raw and gzip size, quantize ops, p50 latency."""
     import numpy as np
-    from converters.keras_to_tflite import convert, export_saved_model, op_counts, verify_tflite
-    from device_bench.manifest import ModelRef
+    from converters.tflite_graph import op_counts
     from device_bench.options import BenchParams
-    from device_bench.predict import Predictor
-    from device_bench.silence import quiet_stderr
+    from device_bench.predict import open_predictor
     from device_bench.sweep import run_isolated
-    from edgekit.training import top1
+    from edgekit.conversion import convert
+    from edgekit.models.meta import save_model
+    from edgekit.training.fit import top1
     m = Measurement(stage=stage, top1=top1(model, data.xv, data.yv))
-    saved = os.path.join(workdir, f"{len(os.listdir(workdir))}_saved_model")
-    calibration = [data.x[i:i + 1] for i in range(min(CALIBRATION_IMAGES, len(data.x)))]
-    try:
-        with quiet_stderr():
-            export_saved_model(model, saved)
-            blob = convert(saved, "int8", representative=lambda: iter(calibration), io="int8")
-    except EdgekitError as e:
-        m.error = f"int8 conversion failed: {e}"
+    step = os.path.join(workdir, str(len(os.listdir(workdir))))
+    path = save_model(model, f"{step}.keras", stage_meta)
+    bundle = convert(path, ["int8"], step, calibration=calibration)["int8"]
+    if bundle.error:
+        m.error = f"int8 conversion failed: {bundle.error}"
         progress(f"{stage}: {m.error}")
         return m
-    path = saved + ".tflite"
-    with open(path, "wb") as f:
-        f.write(blob)
-    interp = Predictor(ModelRef(path))
-    verify_tflite(blob, interp.engine, stage)
-    hits = [int(np.argmax(interp.predict(x[None]))) == int(y) for x, y in zip(data.xv, data.yv)]
+    with open_predictor(bundle.path) as predictor:
+        hits = [int(np.argmax(predictor.predict(x[None]))) == int(y) for x, y in zip(data.xv, data.yv)]
+        with open(predictor.ref.tflite_path, "rb") as f:
+            blob = f.read()
+        m.graph_sha256 = predictor.ref.manifest.get("graph_sha256")
     counts = op_counts(blob)
-    bench = run_isolated(path, BenchParams(num_runs=BENCH_RUNS, min_secs=0.2, warmup_min_secs=0.1,
-                                           ceiling=False))  # latency only: no ceiling kernel
+    bench = run_isolated(bundle.path, BenchParams(num_runs=BENCH_RUNS, min_secs=0.2, warmup_min_secs=0.1,
+                                                  ceiling=False))  # latency only: no ceiling kernel
     m.int8_top1, m.tflite_bytes, m.gzip_bytes = float(np.mean(hits)), len(blob), len(gzip.compress(blob, 9))
     m.quantize_ops = counts.get("QUANTIZE", 0) + counts.get("DEQUANTIZE", 0)
     m.latency_ms = bench.latency_ms["p50"] if bench.ok else None
@@ -163,14 +164,13 @@ def measure(model, stage, data, workdir, progress):
 def _load_input(source, dataset, options, mean, std, preprocessing, unsafe):
     """The input model, its preprocessing and labels, the training settings (split defaults to the one the
     model was trained with) and the dataset listing, all checked against one another."""
-    from edgekit.api import _train_settings
-    from edgekit.datasets import list_dataset
-    from edgekit.model_meta import read_model_meta
+    from edgekit.training.data import list_dataset
+    from edgekit.models.meta import read_model_meta
     from edgekit.sources import load_source
-    from edgekit.training import TrainSettings
+    from edgekit.training.fit import TrainSettings, train_settings
     meta = (read_model_meta(source) if isinstance(source, (str, os.PathLike)) else None) or {}
     trained = meta.get("training") or {}
-    settings = _train_settings(options, TrainSettings(seed=trained.get("seed", 0),
+    settings = train_settings(options, TrainSettings(seed=trained.get("seed", 0),
                                                       val_split=trained.get("val_split", 0.2)))
     listing = list_dataset(dataset, settings.val_split, settings.seed)
     model, info = load_source(source, mean=mean, std=std, preprocessing=preprocessing, unsafe=unsafe)
@@ -185,8 +185,8 @@ def _load_input(source, dataset, options, mean, std, preprocessing, unsafe):
 
 def _precheck(methods, model, student_model):
     """Everything that can fail before training: QAT's layers, pruning's targets (on the model each meets)."""
-    from edgekit.pruning import MIN_PRUNED_WEIGHTS, prunable
-    from edgekit.qat import plan
+    from edgekit.training.prune import MIN_PRUNED_WEIGHTS, prunable
+    from edgekit.training.qat import plan
     current = model
     for m in methods:
         if m == "distill":
@@ -200,9 +200,9 @@ def _precheck(methods, model, student_model):
 
 def _distill_step(stage, student, student_prep, listing, settings, opts, progress, bar):
     """Train the student alone (the baseline, when asked) and from the teacher, from the same initial weights."""
-    from edgekit.distill import distill
+    from edgekit.training.distill import distill
     from edgekit.tf_import import import_tf
-    from edgekit.training import load_data, top1, train_classifier
+    from edgekit.training.fit import load_data, top1, train_classifier
     _, keras = import_tf()
     data = stage.data if (student_prep == stage.prep and student.input_shape == stage.model.input_shape) else \
         load_data(listing, student.input_shape[1:], student_prep, progress)
@@ -228,10 +228,10 @@ def compress_model(source, dataset, output, methods, options=None, *, sparsity=N
                    preprocessing=None, unsafe=False, force=False, progress=None, bar=False):
     """Run the chain of ``methods`` on the model ``source`` with the class folders ``dataset``; write
     ``output`` (.keras, preprocessing and labels kept). Returns a CompressResult."""
-    from edgekit.distill import DEFAULT_LABEL_WEIGHT, DEFAULT_TEMPERATURE
-    from edgekit.model_meta import save_model
+    from edgekit.training.distill import DEFAULT_LABEL_WEIGHT, DEFAULT_TEMPERATURE
+    from edgekit.models.meta import save_model
     from edgekit.tf_import import import_tf
-    from edgekit.training import load_data
+    from edgekit.training.fit import load_data
     progress = progress or (lambda message: None)
     opts = {"temperature": DEFAULT_TEMPERATURE if temperature is None else temperature,
             "label_weight": DEFAULT_LABEL_WEIGHT if label_weight is None else label_weight, "baseline": baseline}
@@ -253,22 +253,29 @@ def compress_model(source, dataset, output, methods, options=None, *, sparsity=N
                    "input")
     result = CompressResult(path=output, source=str(source), methods=methods, labels=listing.labels,
                             counts=listing.counts(), settings=dict(asdict(settings), sparsity=sparsity, **opts))
+    kept = {k: v for k, v in meta.items() if k not in ("format", "compression", "preprocessing", "labels")}
+
+    def stage_meta(stage, history):
+        return dict(kept, preprocessing=stage.prep, labels=listing.labels, compression=history)
+
     with tempfile.TemporaryDirectory(prefix="edgekit-compress-") as work:
-        result.measurements.append(measure(model, "input", stage.data, work, progress))
+        def measured(stage, label):
+            return measure(stage.model, label, stage_meta(stage, meta.get("compression") or []), stage.data,
+                           listing.root, work, progress)
+
+        result.measurements.append(measured(stage, "input"))
         for i, method in enumerate(methods):
             label = stage_label(methods[:i + 1], sparsity)
             keras.utils.set_random_seed(settings.seed)
             stage, details = _run_step(method, stage, label, student_model, student_prep, listing, settings, sparsity,
                                        opts, progress, bar)
             stage.label = label
-            result.measurements.append(measure(stage.model, label, stage.data, work, progress))
+            result.measurements.append(measured(stage, label))
             result.steps.append({"method": method, "stage": label, "details": details,
                                  "before": asdict(result.measurements[-2]), "after": asdict(result.measurements[-1])})
     history = list(meta.get("compression") or []) + [{"methods": methods, "stage": stage.label, "source": str(source),
                                                       "settings": result.settings}]
-    kept = {k: v for k, v in meta.items() if k not in ("format", "compression", "preprocessing", "labels")}
-    save_model(stage.model, output, dict(kept, preprocessing=stage.prep, labels=listing.labels, compression=history),
-               force=force)
+    save_model(stage.model, output, stage_meta(stage, history), force=force)
     progress(f"wrote {output}")
     result.seconds = round(time.time() - t0, 1)
     return result
@@ -277,10 +284,10 @@ def compress_model(source, dataset, output, methods, options=None, *, sparsity=N
 def _run_step(method, stage, label, student_model, student_prep, listing, settings, sparsity, opts, progress, bar):
     """One method of the chain on the current stage; returns (the new stage, the step's details)."""
     if method == "prune":
-        from edgekit.pruning import prune
+        from edgekit.training.prune import prune
         return stage, prune(stage.model, stage.data, settings, sparsity, progress, bar)
     if method == "distill":
         return _distill_step(stage, student_model, student_prep, listing, settings, opts, progress, bar)
-    from edgekit.qat import qat
+    from edgekit.training.qat import qat
     qmodel, details = qat(stage.model, stage.data, settings, progress, bar)
     return _Stage(qmodel, stage.prep, stage.data, label), details

@@ -76,7 +76,7 @@ def to_teacher_input(x, student_prep, teacher_prep, teacher_shape):
 
 def distillation_trainer(student, teacher, student_prep, teacher_prep, settings):
     """The training graph: augmentation, then [student logits | frozen teacher logits] (never saved)."""
-    from edgekit.training import augmentation_layers
+    from edgekit.training.fit import augmentation_layers
     _, keras = import_tf()
     student_logits, write_back = logits_model(student)
     teacher_logits, _ = logits_model(teacher)
@@ -104,7 +104,7 @@ def check_pair(teacher, student, teacher_name, student_name):
 def distill(student, teacher, student_prep, teacher_prep, data, settings, progress, *, temperature=DEFAULT_TEMPERATURE,
             label_weight=DEFAULT_LABEL_WEIGHT, bar=False):
     """Train ``student`` in place from ``teacher`` on ``data`` (student-scaled). Returns the history."""
-    from edgekit.training import batchnorm_momentum, default_lr, fit
+    from edgekit.training.fit import batchnorm_momentum, default_lr, fit
     classes = int(student.output_shape[-1])
     trainer, write_back = distillation_trainer(student, teacher, student_prep, teacher_prep, settings)
     with batchnorm_momentum(student, -(-len(data.x) // settings.batch_size)):

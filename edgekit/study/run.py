@@ -10,7 +10,7 @@ import resource
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from device_bench.errors import EdgekitError, WeightsUnavailable
 from device_bench.options import BenchParams, SweepSettings
@@ -18,10 +18,14 @@ from device_bench.options import BenchParams, SweepSettings
 
 @dataclass
 class StudyResult:
-    """One study's rows (model x precision) with the environment and how the run went."""
+    """One study's rows (model x precision) with the environment and how the run went; ``table`` (the flat
+    rows the report shows) and ``recommendations`` (or the EdgekitError that says why none) as the report has
+    them, not part of results.json."""
     environment: dict
     meta: dict
     rows: list
+    table: list = field(default_factory=list, repr=False)
+    recommendations: object = None
 
     def to_dict(self):
         """results.json's content."""
@@ -51,7 +55,7 @@ class _StudyRun:
 
     def convert(self, m):
         """Bundles for one model entry, falling back to random weights when ImageNet's cannot be had."""
-        from edgekit.api import convert
+        from edgekit.conversion import convert
         label = m.get("source") or m["name"]
         weights = m.get("weights", self.study.weights) if "name" in m else "none"
         if weights == "imagenet" and not _has_imagenet_weights(m["name"]):
@@ -71,8 +75,8 @@ class _StudyRun:
     def trained_rows(self, m):
         """A model entry with train/compress steps: train it on the study's dataset, then one set of rows for
         the trained model and one per compressed variant (its name, e.g. 'pruned-75%', after the model's)."""
-        from edgekit import api
-        from edgekit.compression import stage_label
+        from edgekit.training.compress import stage_label
+        from edgekit.training.fit import train_model, train_settings
         label, folder = m.get("source") or m["name"], os.path.join(self.outdir, "models")
         os.makedirs(folder, exist_ok=True)
         quiet = lambda s: self.progress(f"   {s}")  # noqa: E731
@@ -81,10 +85,10 @@ class _StudyRun:
             if "train" in m:
                 self.progress(f"== {label}: training on {self.study.dataset}")
                 t0 = time.time()
-                r = api.train(label, self.study.dataset, os.path.join(folder, f"{_trained_name(m)}.keras"),
-                              alpha=m.get("alpha"), size=m.get("size"), weights=m.get("weights", self.study.weights),
-                              mean=m.get("mean"), std=m.get("std"), preprocessing=m.get("preprocessing"), force=True,
-                              progress=quiet, **m["train"])
+                r = train_model(label, self.study.dataset, os.path.join(folder, f"{_trained_name(m)}.keras"),
+                                train_settings(m["train"]), alpha=m.get("alpha"), size=m.get("size"),
+                                weights=m.get("weights", self.study.weights), mean=m.get("mean"), std=m.get("std"),
+                                preprocessing=m.get("preprocessing"), force=True, progress=quiet)
                 self.stage(label, "train", t0)
                 path = r.path
                 if r.note:
@@ -99,7 +103,7 @@ class _StudyRun:
 
     def variant_rows(self, path, options, stage_label, quiet):
         """Rows of one compressed variant of the model file ``path``."""
-        from edgekit import api
+        from edgekit.training.compress import COMPRESS_OPTIONS, compress_model
         methods = options.pop("method")
         methods = [methods] if isinstance(methods, str) else list(methods)
         stem = os.path.splitext(os.path.basename(path))[0]
@@ -110,8 +114,10 @@ class _StudyRun:
         self.progress(f"== {stem}: compressing ({name})")
         t0 = time.time()
         try:
-            out = api.compress(path, self.study.dataset, os.path.join(os.path.dirname(path), f"{stem}-{name.replace('%', '')}.keras"),
-                               methods, force=True, progress=quiet, **options).path
+            named = {k: options.pop(k) for k in COMPRESS_OPTIONS if k in options}
+            out = compress_model(path, self.study.dataset,
+                                 os.path.join(os.path.dirname(path), f"{stem}-{name.replace('%', '')}.keras"),
+                                 methods, options, force=True, progress=quiet, **named).path
         except EdgekitError as e:
             self.progress(f"   error: {e}")
             return [{"model": f"{stem} {name}", "variant": name, "precision": p, "error": str(e)}
@@ -155,7 +161,7 @@ class _StudyRun:
     def runtime_specs(self):
         """(runtime, api, accelerator) of every runtime the study names ('all': every one installed)."""
         from device_bench.sweep import runtime_specs
-        from edgekit.study_config import runtime_entry
+        from edgekit.study.config import runtime_entry
         specs = []
         for entry in self.study.runtimes:
             name, api = runtime_entry(entry)
@@ -213,8 +219,8 @@ def run_study(study, outdir=None, force=False, progress=print):
     """Run a Study (or a TOML path, or a config dict); write report.md, results.json/csv, tradeoff.png."""
     from device_bench.environment import collect
     from device_bench.runtime import resolve_runtime
-    from edgekit.report import write_report
-    from edgekit.study_config import Study
+    from edgekit.study.report import write_report
+    from edgekit.study.config import Study
     if isinstance(study, (str, os.PathLike)):
         study = Study.from_toml(study)
     elif isinstance(study, dict):
@@ -233,7 +239,7 @@ def run_study(study, outdir=None, force=False, progress=print):
             "stages": run.stages, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "output": outdir, "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))}
     result = StudyResult(env, meta, rows)
-    write_report(result.to_dict(), outdir, progress=progress)
+    result.table, (result.recommendations,) = write_report(result.to_dict(), outdir, progress=progress)
     return result
 
 
@@ -296,7 +302,7 @@ def _trained_name(m):
         return os.path.splitext(os.path.basename(m["source"]))[0] + "_trained"
     from edgekit.models import resolve_args
     spec, alpha, size, _, _ = resolve_args(m["name"], m.get("alpha"), m.get("size"), None, "none")
-    return f"{m['name']}_{round(alpha * 100):03d}_{size}" if len(spec.alphas) > 1 else f"{m['name']}_{size}"
+    return spec.variant_name(alpha, size)
 
 
 def _has_imagenet_weights(name):

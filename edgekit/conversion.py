@@ -1,0 +1,110 @@
+"""From a model (a keras.Model, a model file or a zoo name) or a float .tflite to one bundle per precision:
+the library behind `edgekit convert` and `edgekit quantize`, shared by studies and `compress`'s measurement."""
+
+import os
+
+from device_bench.errors import EdgekitError
+from device_bench.options import DEFAULT_CALIBRATION_COUNT, DEFAULT_IO
+
+
+def convert(model, precisions=("fp32",), outdir=".", *, alpha=None, size=None, classes=None, weights="none",
+            mean=None, std=None, preprocessing=None, crop=None, labels=None, calibration=None,
+            calibration_count=DEFAULT_CALIBRATION_COUNT, io=DEFAULT_IO, eval_dir=None, fold_preprocessing=None,
+            allow_tf_ops=False, debug_layers=False, quantizers=("tflite",), layer_report=False, recover_accuracy=None,
+            keep_as="float", latency_limit=True, unsafe=False, force=False, reuse=False, progress=None):
+    """Convert a keras.Model, a model file or a zoo name to one bundle per precision.
+
+    Keyword names follow `edgekit convert`'s options. ``fold_preprocessing`` (default: on for zoo models)
+    makes the model take raw RGB pixels, its normalization the graph's first op. ``quantizers`` picks
+    TFLiteConverter ("tflite"), the LiteRT quantizer ("litert", from the fp32 .tflite) or both. Returns a
+    ConvertResult: a mapping from precision to Bundle (a failed precision is a Bundle with ``error`` set;
+    the others are still written)."""
+    from converters.pipeline import convert_model
+    from device_bench.records import ConvertResult
+    from edgekit.sources import load_source
+    progress = progress or (lambda message: None)
+    settings = _settings(precisions, outdir, calibration, calibration_count, eval_dir, recover_accuracy,
+                         quantizers=quantizers, io=io, allow_tf_ops=allow_tf_ops, debug_layers=debug_layers,
+                         layer_report=layer_report, keep_as=keep_as, latency_limit=latency_limit, force=force,
+                         reuse=reuse)
+    if debug_layers and ("int8", "tflite") not in settings.builds():
+        raise EdgekitError("--debug-layers needs -p int8 with TFLiteConverter (--quantizer tflite)")
+    progress(f"loading {model if isinstance(model, (str, os.PathLike)) else getattr(model, 'name', 'the model')}")
+    keras_model, info = load_source(model, alpha=alpha, size=size, classes=classes, weights=weights, unsafe=unsafe,
+                                    mean=mean, std=std, preprocessing=preprocessing, crop_fraction=crop,
+                                    labels=labels)
+    trained_on = info.source.get("dataset")  # a model from edgekit train: calibrate on its own images
+    if calibration is None and trained_on and os.path.isdir(trained_on):
+        settings.calibration_dir = trained_on
+    if fold_preprocessing if fold_preprocessing is not None else info.source["kind"] == "zoo":
+        from converters.folding import fold_preprocessing as fold
+        keras_model, info.preprocessing = fold(keras_model, info.preprocessing)
+    elif len(set(info.preprocessing["mean"])) > 1 or len(set(info.preprocessing["std"])) > 1:
+        progress(f"warning: {info.name}: per-channel normalization without --fold-preprocessing: MediaPipe "
+                 f"Tasks will refuse these bundles' float inputs")
+    return ConvertResult(info.name, info.source, convert_model(keras_model, info, settings, progress))
+
+
+def quantize(model, precisions=("int8",), outdir=".", *, mean=None, std=None, preprocessing=None, crop=None,
+             labels=None, calibration=None, calibration_count=DEFAULT_CALIBRATION_COUNT, io=DEFAULT_IO, eval_dir=None,
+             layer_report=False, recover_accuracy=None, keep_as="float", latency_limit=True, force=False,
+             progress=None):
+    """Quantize a float .tflite (or a bundle holding one) with the LiteRT quantizer, without TensorFlow.
+
+    Keyword names follow `edgekit quantize`'s options; "fp32" packages the float file as it is. Pixel
+    scaling and labels default to what the file's embedded manifest says. Returns a ConvertResult."""
+    from converters.quantize import quantize_model, tflite_info, tflite_source
+    from device_bench.images import make_preprocessing
+    from device_bench.manifest import read_labels
+    from device_bench.records import ConvertResult
+    progress = progress or (lambda message: None)
+    settings = _settings(precisions, outdir, calibration, calibration_count, eval_dir, recover_accuracy,
+                         quantizers=["litert"], io=io, layer_report=layer_report, keep_as=keep_as,
+                         latency_limit=latency_limit, force=force)
+    data, graph, ref = tflite_source(model)
+    if mean is not None or std is not None or preprocessing is not None:
+        prep = make_preprocessing(preprocessing, mean, std, 1.0 if crop is None else crop)
+    elif ref.manifest:
+        prep = ref.manifest["input"]["preprocessing"]
+    else:
+        raise EdgekitError(f"{model}: say how the model's pixels are scaled with --mean and --std (e.g. --mean "
+                           f"127.5 --std 127.5 for [-1, 1]) or --preprocessing tf|torch|caffe; a guess would "
+                           f"calibrate on the wrong scale")
+    info = tflite_info(model, data, graph, prep, read_labels(labels) if labels else ref.labels)
+    return ConvertResult(info.name, info.source, quantize_model(data, graph, info, settings, progress))
+
+
+def _settings(precisions, outdir, calibration, calibration_count, eval_dir, recover_accuracy, quantizers, **rest):
+    """The ConvertSettings both convert and quantize run with, after the checks they share."""
+    from converters.pipeline import ConvertSettings
+    from device_bench.options import CALIBRATED, KEEP_AS, QUANTIZERS
+    from edgekit.sources import default_calibration
+    precisions = list(dict.fromkeys([precisions] if isinstance(precisions, str) else precisions))
+    quantizers = [q for q in QUANTIZERS if q in ([quantizers] if isinstance(quantizers, str) else quantizers)]
+    if not precisions:
+        raise EdgekitError("give at least one precision with -p (fp32, fp16, dynamic, int8)")
+    if not quantizers:
+        raise EdgekitError(f"give a quantizer: {', '.join(QUANTIZERS)}")
+    if calibration_count < 1:
+        raise EdgekitError(f"--calibration-count must be at least 1, got {calibration_count}")
+    calibration = calibration or default_calibration()
+    if any(p in CALIBRATED for p in precisions) and calibration is None:
+        raise EdgekitError(f"{' and '.join(p for p in precisions if p in CALIBRATED)} need calibration images: "
+                           f"give --calibration DIR")
+    if rest.get("keep_as", "float") not in KEEP_AS:
+        raise EdgekitError(f"--keep-as must be one of {', '.join(KEEP_AS)}, got {rest['keep_as']!r}")
+    if recover_accuracy is not None:
+        if recover_accuracy < 0:
+            raise EdgekitError(f"--recover-accuracy is a top-1 drop in points, at least 0; got {recover_accuracy}")
+        if "int8" not in precisions or "litert" not in quantizers:
+            raise EdgekitError("--recover-accuracy works on -p int8 made by the LiteRT quantizer")
+        if eval_dir is None:
+            raise EdgekitError("--recover-accuracy needs --eval DIR: labelled images, one subfolder per class")
+    outdir = os.path.abspath(outdir)
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+        raise EdgekitError(f"{outdir} exists and is not a folder")
+    settings = ConvertSettings(precisions=precisions, outdir=outdir, calibration_dir=calibration,
+                               calibration_count=calibration_count, eval_dir=eval_dir, quantizers=quantizers,
+                               recover_accuracy=recover_accuracy, **rest)
+    settings.builds()  # an unknown precision, or int16x8 without the LiteRT quantizer, fails here
+    return settings

@@ -1,0 +1,144 @@
+"""A study's results as flat rows: one per model x precision x runtime x threads, with the derived ratios,
+read from results.json files or `edgekit bench --json` records. The report, the chart and recommend all
+read these rows; computing them is the only place that knows the results' nested layout."""
+
+import json
+import shlex
+
+from device_bench.environment import device_label
+from device_bench.errors import EdgekitError
+from device_bench.views import runtime_label
+
+
+def runtime_key(runtime):
+    """(name, api, accelerator) of a runtime record, to match a benchmark with the accuracy of the same runtime."""
+    runtime = runtime or {}
+    return runtime.get("name"), runtime.get("api"), runtime.get("accelerator")
+
+
+def accuracy_for(row, bench):
+    """The accuracy measured in the benchmark's own runtime (a runtime can change results): from the row's
+    per-runtime list, or the row's own figures when it has no list (older results, one runtime)."""
+    if "accuracy" not in row:
+        return {"top1": row.get("top1"), "top5": row.get("top5")}
+    key = runtime_key((bench or {}).get("runtime"))
+    return next((a for a in row["accuracy"] if runtime_key(a.get("runtime")) == key), {})
+
+
+def _bench_figures(row, b):
+    """The table's figures of one benchmark entry: latency, spread, memory, achieved MAC/s and fraction of peak."""
+    lat, spread = b["latency_ms"], b.get("latency_spread") or {}
+    out = {"init_ms": b["init_ms"], "p50_ms": lat["p50"], "p90_ms": lat["p90"], "peak_rss_mb": b["peak_rss_mb"],
+           "spread": spread.get("relative"), "p50_min_ms": spread.get("p50_min"), "p50_max_ms": spread.get("p50_max"),
+           "processes": spread.get("processes")}
+    if row.get("macs"):
+        rate = row["macs"] / (lat["p50"] / 1e3)
+        ceiling = b.get("ceiling") or {}
+        out.update(gmacs_per_s=rate / 1e9, ceiling_gmacs_per_s=ceiling.get("macs_per_s") and ceiling["macs_per_s"] / 1e9,
+                   fraction_of_peak=rate / ceiling["macs_per_s"] if ceiling.get("macs_per_s") else None,
+                   fraction_of_nominal_peak=rate / ceiling["nominal_macs_per_s"]
+                   if ceiling.get("nominal_macs_per_s") else None)
+    return out
+
+
+def table_rows(results):
+    """Flat rows for the table, CSV, chart and recommend: one per model x precision x runtime x threads, with
+    the derived ratios (against the same model's fp32 build, in the same runtime, at the same threads)."""
+    env = results["environment"]
+    rows = []
+    fp32 = {}
+    for r in results["rows"]:
+        for b in r.get("bench") or [None]:
+            runtime = (b or {}).get("runtime")
+            row = {"device": device_label(env), "model": r["model"], "family": r.get("family"),
+                   "precision": r["precision"], "runtime": runtime_label(runtime), "runtime_record": runtime,
+                   "threads": b and b["threads"], "params": r.get("params"), "bundle": r.get("bundle"),
+                   "macs_m": r.get("macs") and r["macs"] / 1e6, "size_mb": r.get("file_size") and r["file_size"] / 1e6,
+                   "gzip_mb": r.get("gzip_size") and r["gzip_size"] / 1e6, "variant": r.get("variant"),
+                   "agreement_fp32": r.get("agreement_fp32"), "trained_weights": r.get("trained_weights"),
+                   "error": r.get("error") or (b or {}).get("error") or
+                   ((b or {}).get("unavailable") and f"unavailable: {b['unavailable']}")}
+            accuracy = accuracy_for(r, b)
+            row.update(top1=accuracy.get("top1"), top5=accuracy.get("top5"))
+            if b and b.get("latency_ms"):
+                row.update(_bench_figures(r, b))
+            if row["precision"] == "fp32":
+                fp32[(row["model"], row["threads"], row["runtime"])] = row
+            rows.append(row)
+    for row in rows:
+        base = fp32.get((row["model"], row["threads"], row["runtime"]))
+        if base and row.get("size_mb") and base.get("size_mb"):
+            row["size_vs_fp32"] = row["size_mb"] / base["size_mb"]
+        if base and row.get("p50_ms") and base.get("p50_ms"):
+            row["speedup_vs_fp32"] = base["p50_ms"] / row["p50_ms"]
+    return rows
+
+
+def runs_from_bench(records):
+    """`edgekit bench --json` records (local or from --target boards), grouped into one run per device."""
+    from device_bench.records import BENCH_SUMMARY_FIELDS
+    runs = {}
+    for r in records:
+        if "error" in r or "unavailable" in r or "environment" not in r:
+            continue
+        env = r["environment"]
+        key = (r.get("target"), env.get("hostname"), env.get("cpu"), env.get("arch"), env.get("emulated"))
+        run = runs.setdefault(key, {"format": 1, "environment": dict(env, board=env.get("board") or r.get("target")),
+                                    "meta": {"notes": []}, "rows": []})
+        run["rows"].append({"model": r["model"], "precision": r.get("precision"), "params": r.get("params"),
+                            "macs": r.get("macs"), "file_size": r.get("model_size_bytes"), "bundle": r.get("path"),
+                            "bench": [{k: r[k] for k in BENCH_SUMMARY_FIELDS if k in r}]})
+    return list(runs.values())
+
+
+def load_results(paths):
+    """Results of `edgekit run`/`demo` (results.json) or `edgekit bench --json`, from any devices."""
+    runs = []
+    for path in paths:
+        from device_bench.manifest import read_regular
+        try:
+            data = json.loads(read_regular(path, 256 << 20, "results file"))
+        except (ValueError, RecursionError) as e:
+            raise EdgekitError(f"{path}: cannot read results ({str(e)[:200]})") from None
+        if isinstance(data, list) and data and all(isinstance(r, dict) and "model" in r for r in data):
+            found = runs_from_bench(data)
+            if not found:
+                raise EdgekitError(f"{path}: every benchmark record in it is an error")
+            runs += found
+            continue
+        found = data.get("runs", [data]) if isinstance(data, dict) else None
+        if not isinstance(found, list) or not found or not all(
+                isinstance(r, dict) and isinstance(r.get("rows"), list) and isinstance(r.get("environment"), dict)
+                for r in found):
+            raise EdgekitError(f"{path}: not an edgekit results file (needs 'rows' and 'environment')")
+        for run in found:
+            try:
+                table_rows(run)
+            except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as e:
+                raise EdgekitError(f"{path}: a malformed row ({type(e).__name__}: {str(e)[:100]})") from None
+        runs += found
+    return runs
+
+
+def runtime_args(runtime):
+    """--runtime/--api/--accelerator that pick the runtime of a runtime record again."""
+    args, runtime = [], runtime or {}
+    for flag, key, default in (("--runtime", "name", None), ("--api", "api", None),
+                               ("--accelerator", "accelerator", "cpu")):
+        if runtime.get(key) and runtime[key] != default:
+            args += [flag, runtime[key]]
+    return args
+
+
+def bench_command(bundle, runtime, threads, runs=None, repeat=None):
+    """The `edgekit bench` line that measures ``bundle`` again in ``runtime`` (a runtime record) at ``threads``."""
+    args = ["edgekit", "bench", str(bundle), *runtime_args(runtime)]
+    args += ["--threads", ",".join(map(str, threads))]
+    args += ["--runs", str(runs)] if runs else []
+    args += ["--repeat", str(repeat)] if repeat else []
+    return shlex.join(args)
+
+
+def evaluate_command(bundle, dataset, runtime):
+    """The `edgekit evaluate` line that measures ``bundle``'s accuracy again in ``runtime``."""
+    return shlex.join(["edgekit", "evaluate", str(bundle), str(dataset), *runtime_args(runtime)])
