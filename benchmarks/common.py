@@ -28,7 +28,7 @@ def make_calibration(folder, count=100):
     """100 real-photo crops: every sample photograph, cropped at several places, and mirrored."""
     from PIL import Image, ImageOps
     folder.mkdir(parents=True, exist_ok=True)
-    photos = sorted(p for p in (ROOT / "sample_images").iterdir() if p.suffix in (".jpg", ".png"))
+    photos = sorted(p for p in (ROOT / "edgekit" / "sample_images").iterdir() if p.suffix in (".jpg", ".png"))
     for i in range(count):
         p, k = photos[i % len(photos)], i // len(photos)
         im = Image.open(p).convert("RGB")

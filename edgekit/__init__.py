@@ -11,14 +11,15 @@ See edgekit.api for every function; results are typed records with ``to_dict()``
 from device_bench import __version__
 from device_bench.errors import EdgekitError, WeightsUnavailable
 
+_FACADE = ("build", "benchmark", "classify", "compress", "convert", "demo", "deploy", "evaluate", "inspect", "models",
+           "pack_runner", "quantize", "recommend", "report", "run", "train")
 _API = {
-    "convert": "edgekit.api", "quantize": "edgekit.api", "benchmark": "edgekit.api", "classify": "edgekit.api",
-    "evaluate": "edgekit.api", "inspect": "edgekit.api", "train": "edgekit.api", "compress": "edgekit.api",
+    **{name: "edgekit.api" for name in _FACADE},
     "TrainResult": "edgekit.training.fit", "CompressResult": "edgekit.training.compress",
-    "run_study": "edgekit.study.run", "recommend": "edgekit.api", "Recommendations": "device_bench.records",
-    "Recommendation": "device_bench.records", "Study": "edgekit.study.config", "StudyResult": "edgekit.study.run",
-    "BenchParams": "device_bench.options", "Bundle": "device_bench.records", "ConvertResult": "device_bench.records",
-    "BenchResult": "device_bench.records", "Predictions": "device_bench.records", "EvalResult": "device_bench.records",
+    "Recommendations": "device_bench.records", "Recommendation": "device_bench.records",
+    "Study": "edgekit.study.config", "StudyResult": "edgekit.study.run", "BenchParams": "device_bench.options",
+    "Bundle": "device_bench.records", "ConvertResult": "device_bench.records", "BenchResult": "device_bench.records",
+    "Predictions": "device_bench.records", "EvalResult": "device_bench.records",
 }
 
 __all__ = ["EdgekitError", "WeightsUnavailable", "__version__", *_API]
@@ -30,3 +31,8 @@ def __getattr__(name):
         import importlib
         return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'edgekit' has no attribute {name!r}")
+
+
+def __dir__():
+    """The API as tab completion shows it, though nothing is imported until first use."""
+    return sorted(__all__)

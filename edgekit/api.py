@@ -1,4 +1,5 @@
-"""edgekit's public API, for notebooks and scripts; every CLI command is a thin face over one of these.
+"""edgekit's public API, for notebooks and scripts. Each CLI command is a thin face over the function of the
+same name here (`bench` over `benchmark`, the one alias); the library modules never import this facade.
 
     import edgekit
     bundles = edgekit.convert(model, precisions=["fp32", "int8"], calibration="photos/", outdir="out/",
@@ -8,19 +9,44 @@
     result  = edgekit.benchmark(bundles["int8"], threads=[1, 4])     # or target="ssh://pi"
     preds   = edgekit.classify(bundles["int8"], ["cat.jpg"])
     acc     = edgekit.evaluate(bundles["int8"], "labelled/", compare=bundles["fp32"])
-    study   = edgekit.run_study("study.toml")                        # or a Study built in code
+    study   = edgekit.run("study.toml")                              # or a Study built in code
     choice  = edgekit.recommend("out/results.json", max_top1_drop=0.5)  # the build to ship, or why not
 """
 
+from __future__ import annotations
+
 import os
+from dataclasses import replace
+from typing import Any, Callable, Optional, Sequence, Union
 
 from device_bench import api as device
 from device_bench.errors import EdgekitError
-from device_bench.options import DEFAULT_CALIBRATION_COUNT, DEFAULT_IO, DEFAULT_REPEAT, BenchParams
+from device_bench.options import DEFAULT_REPEAT, BenchParams
 from device_bench.records import BenchResult, EvalResult, ImagePrediction, Predictions
-from edgekit.conversion import convert, quantize  # noqa: F401  (part of the API)
-from edgekit.study.recommend import recommend  # noqa: F401  (part of the API)
-from edgekit.study.run import run_study  # noqa: F401  (part of the API)
+from edgekit.conversion import convert, quantize
+from edgekit.study.recommend import recommend
+from edgekit.study.run import StudyResult, run_study
+
+__all__ = ["build", "benchmark", "classify", "compress", "convert", "demo", "deploy", "evaluate", "inspect", "models",
+           "pack_runner", "quantize", "recommend", "report", "run", "train"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+Progress = Optional[Callable[[str], None]]
+
+
+def models() -> list:
+    """The zoo: one row per model at its default width and size (parameters, multiply-adds, input, preprocessing,
+    where ImageNet weights come from). Builds each model, without weights."""
+    from edgekit.models.catalog import describe_zoo
+    return describe_zoo()
+
+
+def build(name: str, output: PathLike, *, alpha: Optional[float] = None, size: Optional[int] = None,
+          classes: Optional[int] = None, weights: str = "none", force: bool = False) -> dict:
+    """Build zoo model ``name`` and save it as a .keras file that carries its preprocessing (and ImageNet labels
+    with ImageNet weights), so `convert` needs no --mean/--std. Returns what was written."""
+    from edgekit.models.catalog import build_to_file
+    return build_to_file(name, output, alpha=alpha, size=size, classes=classes, weights=weights, force=force)
 
 
 def _targets(target, ssh_config):
@@ -28,87 +54,158 @@ def _targets(target, ssh_config):
     return read_targets(target, None, ssh_config) if target else None
 
 
-def benchmark(models, threads=(1,), *, target=None, ssh_config=None, install_runtime=False, cooldown=0.0,
-              repeat=DEFAULT_REPEAT, params=None, progress=None, **options):
-    """Benchmark bundles or .tflite files here or on ``target``: every runtime asked for (``runtime="all"``:
-    every one installed), each configuration in ``repeat`` fresh processes, interleaved.
+def benchmark(models: Union[PathLike, Sequence[PathLike]], threads: Sequence[int] = (1,), *,
+              runtime: Optional[str] = None, api: Optional[str] = None, accelerator: Optional[str] = None,
+              num_runs: Optional[int] = None, min_secs: Optional[float] = None, verify: Optional[bool] = None,
+              max_memory_mb: Optional[float] = None, params: Optional[BenchParams] = None,
+              repeat: int = DEFAULT_REPEAT, cooldown: float = 0.0, target: Union[None, str, Sequence[str]] = None,
+              ssh_config: Optional[PathLike] = None, install_runtime: bool = False,
+              progress: Progress = None) -> list[BenchResult]:
+    """Benchmark bundles or .tflite files here or on ``target`` (`edgekit bench`): every runtime asked for
+    (``runtime="all"``: every one installed), each configuration in ``repeat`` fresh processes, interleaved.
 
-    ``options`` are BenchParams fields (num_runs, min_secs, runtime, api, accelerator, xnnpack, ...). Returns
-    a list of BenchResult, one per model x runtime x thread count (x target), failures as error rows."""
-    from dataclasses import replace
+    The keywords set the BenchParams field of the same name; ``params`` gives the rest (warm-up, delegate,
+    input, ...). Returns one BenchResult per model x runtime x thread count (x target), failures as error rows."""
+    named: dict[str, Any] = {k: v for k, v in dict(runtime=runtime, api=api, accelerator=accelerator, num_runs=num_runs,
+                                   min_secs=min_secs, verify=verify, max_memory_mb=max_memory_mb).items()
+             if v is not None}
     targets = _targets(target, ssh_config)
     if not targets:
-        return device.benchmark(models, threads, params, cooldown, progress=progress, repeat=repeat, **options)
+        return device.benchmark(models, threads, params, cooldown, progress=progress, repeat=repeat, **named)
     from edgekit.targets.jobs import bench_on_targets
     sweep = device.sweep_settings(threads, repeat, cooldown)
-    params = replace(params or BenchParams(), threads=sweep.threads[0], **options).validate()
+    params = replace(params or BenchParams(), threads=sweep.threads[0], **named).validate()
     rows = bench_on_targets(targets, device.as_paths(models), params, sweep, install_runtime,
                             progress or (lambda m: None))
     return [BenchResult.from_dict({"model": None, **r}) for r in rows]
 
 
-def classify(model, images, top_k=None, *, labels=None, mean=None, std=None, target=None, ssh_config=None,
-             install_runtime=False, progress=None, **open_options):
-    """Top-k labels for image files or folders, here or on ``target``. Returns Predictions.
-
-    ``open_options``: runtime, api, accelerator, verify (the bundle's sha256 check), max_memory_mb."""
+def classify(model: PathLike, images: Union[PathLike, Sequence[PathLike]], top_k: Optional[int] = None, *,
+             labels: Optional[PathLike] = None, mean: Any = None, std: Any = None, runtime: Optional[str] = None,
+             api: Optional[str] = None, accelerator: str = "cpu", verify: bool = True,
+             max_memory_mb: Optional[float] = None, target: Union[None, str, Sequence[str]] = None,
+             ssh_config: Optional[PathLike] = None, install_runtime: bool = False,
+             progress: Progress = None) -> Predictions:
+    """Top-k labels for image files or folders, here or on ``target``, in any runtime and API; ``verify``
+    checks a bundle's sha256. Returns Predictions (a failed image is an item with ``error``)."""
+    opened = dict(runtime=runtime, api=api, accelerator=accelerator, verify=verify, max_memory_mb=max_memory_mb)
     targets = _targets(target, ssh_config)
     if not targets:
-        return device.classify(model, images, top_k, labels, mean, std, **open_options)
+        return device.classify(model, images, top_k, labels, mean, std, **opened)
     from edgekit.targets.jobs import classify_on_targets
     if top_k is not None and top_k < 1:
         raise EdgekitError(f"--top-k must be at least 1, got {top_k}")
     rows = classify_on_targets(targets, os.fspath(model), device.as_paths(images), top_k, install_runtime,
-                               progress or (lambda m: None), labels=labels, mean=mean, std=std, **open_options)
+                               progress or (lambda m: None), labels=labels, mean=mean, std=std, **opened)
     return Predictions(model=os.path.basename(os.path.normpath(os.fspath(model))),
                        items=[ImagePrediction.from_dict({"image": None, **r}) for r in rows])
 
 
-def inspect(model, **open_options):
+def inspect(model: PathLike, *, runtime: Optional[str] = None, verify: bool = True,
+            max_memory_mb: Optional[float] = None) -> dict:
     """What a phone app or a board will see in a bundle or .tflite (device-side dependencies only)."""
-    return device.inspect(model, **open_options)
+    return device.inspect(model, runtime=runtime, verify=verify, max_memory_mb=max_memory_mb)
 
 
-def evaluate(model, dataset, compare=None, *, labels=None, mean=None, std=None, target=None, ssh_config=None,
-             install_runtime=False, progress=None, **open_options):
-    """Top-1/top-5 on class folders (or a CSV here), in any runtime and API. An EvalResult, or a list of them
-    with ``target``.
-
-    ``open_options``: runtime, api, accelerator, verify (the bundle's sha256 check), max_memory_mb."""
+def evaluate(model: PathLike, dataset: PathLike, compare: Optional[PathLike] = None, *,
+             labels: Optional[PathLike] = None, mean: Any = None, std: Any = None, runtime: Optional[str] = None,
+             api: Optional[str] = None, accelerator: str = "cpu", verify: bool = True,
+             max_memory_mb: Optional[float] = None, target: Union[None, str, Sequence[str]] = None,
+             ssh_config: Optional[PathLike] = None, install_runtime: bool = False,
+             progress: Progress = None) -> list[EvalResult]:
+    """Top-1/top-5 on class folders (or a CSV of path,label), in any runtime and API, here or on each
+    ``target``; ``compare`` adds top-1 agreement with a second bundle. One EvalResult per device."""
+    opened = dict(runtime=runtime, api=api, accelerator=accelerator, verify=verify, max_memory_mb=max_memory_mb)
     targets = _targets(target, ssh_config)
     if not targets:
-        return device.evaluate(model, dataset, compare, labels, mean, std, **open_options)
+        return [device.evaluate(model, dataset, compare, labels, mean, std, **opened)]
     from edgekit.targets.jobs import evaluate_on_targets
     rows = evaluate_on_targets(targets, os.fspath(model), os.fspath(dataset),
                                None if compare is None else os.fspath(compare), install_runtime,
-                               progress or (lambda m: None), labels=labels, mean=mean, std=std, **open_options)
+                               progress or (lambda m: None), labels=labels, mean=mean, std=std, **opened)
     return [EvalResult.from_dict({"model": None, **r}) for r in rows]
 
 
-def train(model, dataset, output, *, alpha=None, size=None, weights="imagenet", mean=None, std=None,
-          preprocessing=None, crop=None, unsafe=False, force=False, progress=None, progress_bar=False, **settings):
-    """Train a zoo model or a model file on class folders; writes a .keras file that carries its
-    preprocessing and labels. ``settings`` are TrainSettings fields (epochs, lr, seed, ...).
+def train(model: Any, dataset: PathLike, output: PathLike, *, alpha: Optional[float] = None,
+          size: Optional[int] = None, weights: str = "imagenet", mean: Any = None, std: Any = None,
+          preprocessing: Optional[str] = None, crop: Optional[float] = None, epochs: Optional[int] = None,
+          fine_tune_epochs: Optional[int] = None, batch_size: Optional[int] = None, lr: Optional[float] = None,
+          seed: Optional[int] = None, val_split: Optional[float] = None, augment: Optional[str] = None,
+          patience: Optional[int] = None, unsafe: bool = False, force: bool = False, progress: Progress = None,
+          progress_bar: bool = False) -> Any:
+    """Train a zoo model or a model file on class folders (one per class); writes the .keras file ``output``,
+    which carries its preprocessing and labels. Training keywords left None take TrainSettings' defaults.
 
     Uses pretrained weights (frozen backbone, then unfrozen) when they can be had, else trains from
     scratch and says so in ``note``. Returns a TrainResult."""
     from edgekit.training.fit import train_model, train_settings
-    return train_model(model, dataset, output, train_settings(settings), alpha=alpha, size=size, weights=weights,
-                       mean=mean, std=std, preprocessing=preprocessing, crop=crop, unsafe=unsafe, force=force,
-                       progress=progress, bar=progress_bar)
+    settings = train_settings(dict(epochs=epochs, fine_tune_epochs=fine_tune_epochs, batch_size=batch_size, lr=lr,
+                                   seed=seed, val_split=val_split, augment=augment, patience=patience))
+    return train_model(model, dataset, output, settings, alpha=alpha, size=size, weights=weights, mean=mean, std=std,
+                       preprocessing=preprocessing, crop=crop, unsafe=unsafe, force=force, progress=progress,
+                       bar=progress_bar)
 
 
-def compress(model, dataset, output, methods=("prune",), *, sparsity=None, student=None, alpha=None, size=None,
-             temperature=None, label_weight=None, baseline=True, mean=None, std=None, preprocessing=None,
-             unsafe=False, force=False, progress=None, progress_bar=False, **settings):
-    """Prune, distill and/or quantization-aware-train a model file, in the order of ``methods``; writes a
-    .keras file that keeps the input's preprocessing and labels.
+def compress(model: PathLike, dataset: PathLike, output: PathLike, methods: Sequence[str] = ("prune",), *,
+             sparsity: Optional[float] = None, student: Optional[str] = None, alpha: Optional[float] = None,
+             size: Optional[int] = None, temperature: Optional[float] = None, label_weight: Optional[float] = None,
+             baseline: bool = True, mean: Any = None, std: Any = None, preprocessing: Optional[str] = None,
+             epochs: Optional[int] = None, fine_tune_epochs: Optional[int] = None, batch_size: Optional[int] = None,
+             lr: Optional[float] = None, seed: Optional[int] = None, val_split: Optional[float] = None,
+             augment: Optional[str] = None, patience: Optional[int] = None, unsafe: bool = False,
+             force: bool = False, progress: Progress = None, progress_bar: bool = False) -> Any:
+    """Prune, distill and/or quantization-aware-train a model file, in the order of ``methods``; writes the
+    .keras file ``output``, which keeps the input's preprocessing and labels.
 
-    ``settings`` are TrainSettings fields (epochs, lr, seed, ...); the held-out split defaults to the one
-    the model was trained with. Each stage is measured (Keras and int8 top-1, raw and gzip size, latency).
-    Returns a CompressResult."""
+    Training keywords left None take the defaults (the held-out split: the one the model was trained with).
+    Each stage is measured on the int8 bundle `convert` makes of it (Keras and int8 top-1, raw and gzip size,
+    latency). Returns a CompressResult."""
     from edgekit.training.compress import compress_model
+    settings = dict(epochs=epochs, fine_tune_epochs=fine_tune_epochs, batch_size=batch_size, lr=lr, seed=seed,
+                    val_split=val_split, augment=augment, patience=patience)
     return compress_model(model, dataset, output, methods, settings, sparsity=sparsity, student=student, alpha=alpha,
                           size=size, temperature=temperature, label_weight=label_weight, baseline=baseline, mean=mean,
                           std=std, preprocessing=preprocessing, unsafe=unsafe, force=force, progress=progress,
                           bar=progress_bar)
+
+
+def run(study: Any, outdir: Optional[PathLike] = None, *, force: bool = False,
+        progress: Callable[[str], None] = print) -> StudyResult:
+    """Run a study (a TOML path, a config dict or a Study): convert, benchmark, classify, evaluate, then write
+    report.md, results.json/csv and the chart in ``outdir``. Returns a StudyResult."""
+    return run_study(study, outdir, force=force, progress=progress)
+
+
+def demo(outdir: PathLike = "demo-out", *, force: bool = False,
+         progress: Callable[[str], None] = print) -> StudyResult:
+    """The built-in study: SqueezeNet 1.1, MobileNet V1 and V2 at 224, every precision, measured here."""
+    from edgekit.study.config import demo_study
+    return run_study(demo_study(), outdir, force=force, progress=progress)
+
+
+def report(results: Sequence[PathLike], outdir: PathLike, *, force: bool = False,
+           progress: Callable[[str], None] = print) -> list[dict]:
+    """Rebuild report.md, results.csv and the chart from saved results files (several devices side by side);
+    returns the flat rows. A report already in ``outdir`` is replaced only with ``force``."""
+    from device_bench.safe_write import refuse_existing
+    from edgekit.study.report import write_report
+    from edgekit.study.rows import load_results
+    refuse_existing(os.path.join(os.fspath(outdir), "report.md"), force)
+    return write_report(load_results(results), outdir, progress=progress)[0]
+
+
+def deploy(bundles: Sequence[PathLike], target: Union[str, Sequence[str]], *, folder: str = "edgekit",
+           ssh_config: Optional[PathLike] = None, install_runtime: bool = False,
+           progress: Callable[[str], None] = print) -> list[dict]:
+    """Copy bundles and device_bench.pyz to ``folder`` on each target and leave them there; one row per target."""
+    from edgekit.targets.jobs import deploy as copy
+    targets = _targets(target, ssh_config)
+    if not targets:
+        raise EdgekitError("deploy needs --target or --targets")
+    return copy(targets, [os.fspath(b) for b in bundles], folder, install_runtime, progress)
+
+
+def pack_runner(output: PathLike = "device_bench.pyz", *, force: bool = False) -> str:
+    """Write device_bench.pyz, the one-file device runner (needs only NumPy and a TFLite runtime there)."""
+    from edgekit.targets.runner_pack import pack_runner as pack
+    return pack(output, force)

@@ -62,8 +62,8 @@ def model_options(f):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def models(as_json):
     """List the model zoo: parameters, multiply-adds, input size, preprocessing, weights."""
-    from edgekit.models.catalog import describe_zoo
-    rows = describe_zoo()
+    from edgekit import api
+    rows = api.models()
     if as_json:
         echo_json(rows)
     else:
@@ -80,8 +80,8 @@ def models(as_json):
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 def build(name, alpha, size, classes, weights, output, force):
     """Build zoo model NAME and save it as a .keras file."""
-    from edgekit.models.catalog import build_to_file
-    info = build_to_file(name, output, alpha=alpha, size=size, classes=classes, weights=weights, force=force)
+    from edgekit import api
+    info = api.build(name, output, alpha=alpha, size=size, classes=classes, weights=weights, force=force)
     click.echo(f"wrote {info['path']}: {info['name']}, {info['params']:,} parameters, "
                f"{info['macs'] / 1e6:.1f}M multiply-adds, input {info['input_size']}")
 
@@ -124,7 +124,7 @@ def quantize_options(f):
     f = click.option("--calibration-count", default=DEFAULT_CALIBRATION_COUNT, show_default=True,
                      help="At most this many images.")(f)
     f = click.option("--calibration", type=click.Path(),
-                     help="Calibration images for int8 and int16x8 (default: sample_images/).")(f)
+                     help="Calibration images for int8 and int16x8 (default: the photographs shipped in edgekit/sample_images/).")(f)
     return f
 
 
@@ -497,10 +497,10 @@ def evaluate(model, dataset, compare, as_json, **options):
     """Top-1/top-5 accuracy of MODEL on DATASET (one subfolder per class, or a CSV of path,label)."""
     from device_bench.views import render_evaluation
     from edgekit import api
-    result = api.evaluate(model, dataset, compare, **_read_kwargs(**options))
-    results = result if isinstance(result, list) else [result]
-    if as_json:
-        echo_json([r.to_dict() for r in results] if isinstance(result, list) else result.to_dict())
+    results = api.evaluate(model, dataset, compare, **_read_kwargs(**options))
+    if as_json:  # one record here; a list of them, one per device, with --target
+        echo_json([r.to_dict() for r in results] if options["targets"] or options["targets_file"]
+                  else results[0].to_dict())
     else:
         click.echo("\n".join(render_evaluation(r.to_dict()) for r in results))
     exit_if_failed(any(not r.ok for r in results))
@@ -527,11 +527,9 @@ def inspect(model, as_json, **options):
 @target_options
 def deploy(bundles, folder, as_json, targets, targets_file, ssh_config, install_runtime):
     """Copy BUNDLES and device_bench.pyz to a named folder on each --target, and leave them there."""
-    from edgekit.targets.jobs import deploy as run
-    remote = read_target_options(targets, targets_file, ssh_config)
-    if not remote:
-        raise EdgekitError("deploy needs --target or --targets")
-    results = run(remote, bundles, folder, install_runtime, progress)
+    from edgekit import api
+    results = api.deploy(bundles, read_target_options(targets, targets_file, ssh_config), folder=folder,
+                         install_runtime=install_runtime, progress=progress)
     if as_json:
         echo_json(results)
     else:
@@ -546,8 +544,8 @@ def deploy(bundles, folder, as_json, targets, targets_file, ssh_config, install_
 @click.option("--force", is_flag=True, help="Replace an existing file.")
 def pack_runner(output, force):
     """Build device_bench.pyz, the one-file device runner (stdlib zipapp)."""
-    from edgekit.targets.runner_pack import pack_runner as pack
-    path = pack(output, force)
+    from edgekit import api
+    path = api.pack_runner(output, force=force)
     click.echo(f"wrote {path}: run `python3 {output} bench BUNDLE` on a device with numpy and a TFLite runtime")
 
 
@@ -556,9 +554,8 @@ def pack_runner(output, force):
 @click.option("--force", is_flag=True, help="Rebuild every bundle instead of reusing unchanged ones.")
 def demo(outdir, force):
     """The built-in study: SqueezeNet 1.1, MobileNet V1 and V2 at 224, every precision, benchmarked here."""
-    from edgekit.study.run import run_study
-    from edgekit.study.config import demo_study
-    _finish(run_study(demo_study(), outdir, force=force, progress=progress))
+    from edgekit import api
+    _finish(api.demo(outdir, force=force, progress=progress))
 
 
 @cli.command()
@@ -567,8 +564,8 @@ def demo(outdir, force):
 @click.option("--force", is_flag=True, help="Rebuild every bundle instead of reusing unchanged ones.")
 def run(config, outdir, force):
     """Run the study a TOML CONFIG describes (models, precisions, threads, calibration, evaluation)."""
-    from edgekit.study.run import run_study
-    _finish(run_study(config, outdir, force=force, progress=progress))
+    from edgekit import api
+    _finish(api.run(config, outdir, force=force, progress=progress))
 
 
 def _finish(result):
@@ -610,11 +607,8 @@ def recommend(results, max_latency_ms, max_top1_drop, max_memory_mb, device, as_
 @click.option("--force", is_flag=True, help="Replace a report already in OUTDIR.")
 def report(results, outdir, force):
     """Rebuild report.md, results.csv and tradeoff.png from saved RESULTS.json files (several devices too)."""
-    from edgekit.study.report import write_report
-    from edgekit.study.rows import load_results
-    from device_bench.safe_write import refuse_existing
-    refuse_existing(os.path.join(outdir, "report.md"), force)
-    write_report(load_results(results), outdir, progress=progress)
+    from edgekit import api
+    api.report(results, outdir, force=force, progress=progress)
 
 
 def main():

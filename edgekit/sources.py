@@ -11,12 +11,12 @@ from device_bench.errors import EdgekitError
 from device_bench.images import make_preprocessing
 from device_bench.manifest import read_labels
 
-SAMPLE_IMAGES = Path(__file__).resolve().parent.parent / "sample_images"
+SAMPLE_IMAGES = Path(__file__).resolve().parent / "sample_images"  # package data: in a wheel too
 MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 def default_calibration():
-    """The photographs shipped with edgekit, when it runs from a checkout."""
+    """The photographs shipped inside the package (a checkout or an installed wheel)."""
     return str(SAMPLE_IMAGES) if SAMPLE_IMAGES.is_dir() else None
 
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "sample_images"
+SAMPLES = ROOT / "edgekit" / "sample_images"
 
 # A site-customisation that makes the named packages unimportable in a child process: with
 # TensorFlow, Keras, click, edgekit and converters blocked it proves the device side runs where only

@@ -42,7 +42,7 @@ def test_benchmark_classify_evaluate_on_the_bundles(notebook, digits):
     preds = edgekit.classify(bundles["int8"], [image])
     assert isinstance(preds, edgekit.Predictions) and len(preds) == 1
     assert preds.items[0].predictions[0]["label"] == "3"
-    acc = edgekit.evaluate(bundles["int8"], digits["test"], compare=bundles["fp32"])
+    [acc] = edgekit.evaluate(bundles["int8"], digits["test"], compare=bundles["fp32"])  # one per device
     assert isinstance(acc, edgekit.EvalResult) and acc.count == 360 and acc.top1 >= 0.9
     assert acc.compare["top1_agreement"] >= 0.97 and acc.to_dict()["schema"] == 1
 
@@ -57,7 +57,7 @@ def test_benchmark_on_the_local_target_takes_the_remote_path(notebook):
 def test_run_study_built_in_code(tmp_path):
     study = edgekit.Study(models=[{"name": "squeezenet1_1", "size": 48, "classes": 3}], precisions=["fp32"],
                           runs=2, min_secs=0.0, calibration=str(SAMPLES))
-    result = edgekit.run_study(study, tmp_path / "out", progress=lambda m: None)
+    result = edgekit.run(study, tmp_path / "out", progress=lambda m: None)
     assert isinstance(result, edgekit.StudyResult) and [r["precision"] for r in result.rows] == ["fp32"]
     assert result.rows[0]["bench"][0]["latency_ms"]["p50"] > 0
     assert json.loads((tmp_path / "out" / "results.json").read_text())["rows"][0]["model"] == "squeezenet1_1_48"

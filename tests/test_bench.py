@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_device
+from conftest import SAMPLES, run_device
 
 LATENCY_KEYS = {"min", "max", "mean", "std", "p5", "p50", "p90", "p95", "p99", "count"}
 QUICK = ["--runs", "3", "--min-secs", "0", "--warmup-runs", "1", "--warmup-secs", "0", "--repeat", "1"]
@@ -55,7 +55,7 @@ def test_inputs_from_npy_and_image(tiny_bundles, blocked_env, tmp_path):
     np.save(good, np.zeros((1, 64, 64, 3), np.float32))
     ok = run_device(["bench", bundle, "--input", good, *QUICK, "--json"], blocked_env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    img = run_device(["bench", bundle, "--input", ROOT / "sample_images" / "cat.jpg", *QUICK, "--json"], blocked_env)
+    img = run_device(["bench", bundle, "--input", SAMPLES / "cat.jpg", *QUICK, "--json"], blocked_env)
     assert img.returncode == 0 and json.loads(img.stdout)[0]["input"].endswith("cat.jpg")
     bad_shape = tmp_path / "shape.npy"
     np.save(bad_shape, np.zeros((1, 32, 32, 3), np.float32))

@@ -117,3 +117,13 @@ def test_no_long_functions():
                 if length > MAX_FUNCTION_LINES:
                     long.append(f"{name}.{node.name}: {length} lines")
     assert long == []
+
+
+def test_public_api_is_typed():
+    """mypy passes on the public modules and the records (py.typed promises annotations to users' checkers)."""
+    from mypy import api
+    out, err, status = api.run(["--config-file", str(ROOT / "pyproject.toml"), "--no-incremental",
+                                str(ROOT / "edgekit" / "api.py"), str(ROOT / "device_bench" / "api.py"),
+                                str(ROOT / "device_bench" / "records.py")])
+    assert status == 0, out + err
+    assert (ROOT / "edgekit" / "py.typed").is_file()

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import DIGIT_MODELS, PRECISIONS, ROOT
+from conftest import DIGIT_MODELS, PRECISIONS, ROOT, SAMPLES
 
 MP_PYTHON = ROOT / ".venv-mediapipe" / "bin" / "python"
 
@@ -110,7 +110,7 @@ def test_bundle_without_labels_says_so_once(invoke, tmp_path):
     r = invoke("convert", "squeezenet1_1", "--size", "48", "--classes", "3", "-p", "fp32", "-o", tmp_path)
     assert r.exit_code == 0, r.output
     bundle = tmp_path / "squeezenet1_1_48_fp32"
-    out = invoke("classify", bundle, ROOT / "sample_images" / "cat.jpg", ROOT / "sample_images" / "coffee.jpg")
+    out = invoke("classify", bundle, SAMPLES / "cat.jpg", SAMPLES / "coffee.jpg")
     assert out.exit_code == 0 and out.stderr.count("has no labels") == 1
     assert "class 0" in out.stdout and "(0)" not in out.stdout
 

@@ -1,8 +1,8 @@
 """Zoo-level operations behind `edgekit models` and `edgekit build`."""
 
 from device_bench.errors import EdgekitError
-from device_bench.safe_write import atomic_path, check_output
-from edgekit.models import create_model, get_spec, list_models
+from device_bench.safe_write import check_output
+from edgekit.models import create_model, get_spec, list_models, resolve_args
 from edgekit.models.macs import count_macs
 
 
@@ -21,12 +21,21 @@ def describe_zoo():
 
 
 def build_to_file(name, output, alpha=None, size=None, classes=None, weights="none", force=False):
-    """Build a zoo model and save it as .keras for ``edgekit build``, checking the output path first."""
+    """Build a zoo model and save it as .keras for ``edgekit build``, carrying its preprocessing (and ImageNet's
+    labels with ImageNet weights) as `edgekit train` does, so that `edgekit convert` needs no --mean/--std."""
+    from device_bench.images import make_preprocessing
+    from edgekit.models.imagenet import imagenet_labels
+    from edgekit.models.meta import save_model
     check_output(output, force)
     if not str(output).endswith(".keras"):
         raise EdgekitError(f"output must end in .keras, got {output}")
+    spec, alpha, size, classes, weights = resolve_args(name, alpha, size, classes, weights)
     model = create_model(name, alpha=alpha, size=size, classes=classes, weights=weights)
-    with atomic_path(output, force) as tmp:
-        model.save(tmp)
+    labels = imagenet_labels() if weights == "imagenet" else None
+    meta = {"family": spec.family, "name": spec.variant_name(alpha, size),
+            "source": {"model": name, "alpha": alpha, "size": size, "weights": weights},
+            "preprocessing": make_preprocessing(spec.preprocessing, crop_fraction=spec.crop_fraction),
+            "labels": labels}
+    save_model(model, output, {k: v for k, v in meta.items() if v is not None}, force=force)
     return {"path": str(output), "name": name, "params": model.count_params(), "macs": count_macs(model),
             "input_size": model.input_shape[1]}
