@@ -150,7 +150,7 @@ def compress(model: PathLike, dataset: PathLike, output: PathLike, methods: Sequ
              sparsity: Optional[float] = None, student: Optional[str] = None, alpha: Optional[float] = None,
              size: Optional[int] = None, temperature: Optional[float] = None, label_weight: Optional[float] = None,
              baseline: bool = True, mean: Any = None, std: Any = None, preprocessing: Optional[str] = None,
-             epochs: Optional[int] = None, fine_tune_epochs: Optional[int] = None, batch_size: Optional[int] = None,
+             crop: Optional[float] = None, epochs: Optional[int] = None, fine_tune_epochs: Optional[int] = None, batch_size: Optional[int] = None,
              lr: Optional[float] = None, seed: Optional[int] = None, val_split: Optional[float] = None,
              augment: Optional[str] = None, patience: Optional[int] = None, unsafe: bool = False,
              force: bool = False, progress: Progress = None, progress_bar: bool = False) -> Any:
@@ -165,8 +165,8 @@ def compress(model: PathLike, dataset: PathLike, output: PathLike, methods: Sequ
                     val_split=val_split, augment=augment, patience=patience)
     return compress_model(model, dataset, output, methods, settings, sparsity=sparsity, student=student, alpha=alpha,
                           size=size, temperature=temperature, label_weight=label_weight, baseline=baseline, mean=mean,
-                          std=std, preprocessing=preprocessing, unsafe=unsafe, force=force, progress=progress,
-                          bar=progress_bar)
+                          std=std, preprocessing=preprocessing, crop=crop, unsafe=unsafe, force=force,
+                          progress=progress, bar=progress_bar)
 
 
 def run(study: Any, outdir: Optional[PathLike] = None, *, force: bool = False,

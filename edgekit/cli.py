@@ -97,14 +97,26 @@ def exit_if_failed(failed):
         sys.exit(1)
 
 
-def pixel_options(f):
-    """How a model's pixels are scaled, and its class names (convert and quantize share them)."""
-    f = click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one per line.")(f)
-    f = click.option("--crop", type=float, help="Centre-crop fraction before resizing (zoo: 0.875).")(f)
+def scaling_options(f):
+    """How a model file's pixels are scaled (convert, quantize, train and compress share them; a file made by
+    `edgekit train` carries its own)."""
+    f = click.option("--crop", type=float, help="Centre-crop fraction before resizing (zoo: 0.875; files: 1).")(f)
     f = click.option("--preprocessing", type=click.Choice(PREPROCESSING_MODES), help="A zoo preprocessing mode.")(f)
     f = click.option("--std", help="Your model's pixel std, one value or three.")(f)
     f = click.option("--mean", help="Your model's pixel mean, one value or three: it sees (pixel - mean) / std.")(f)
     return f
+
+
+def pixel_options(f):
+    """Pixel scaling and class names (convert and quantize)."""
+    f = click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one per line.")(f)
+    return scaling_options(f)
+
+
+def unsafe_option(f):
+    """--unsafe: Keras's unsafe deserialization of a model file (convert, train, compress)."""
+    return click.option("--unsafe", is_flag=True, help="Allow unsafe deserialization (Lambda layers) of a .keras "
+                                                       "file: only for files you trust.")(f)
 
 
 def quantize_options(f):
@@ -156,7 +168,7 @@ def bundle_options(precision_help):
               help="Per-layer error of each quantized build against fp32: table, CSV, Model Explorer JSON, plot.")
 @click.option("--allow-tf-ops", is_flag=True, help="Allow TensorFlow ops (the device then needs TensorFlow).")
 @click.option("--debug-layers", is_flag=True, help="Per-layer int8 error with TF's QuantizationDebugger.")
-@click.option("--unsafe", is_flag=True, help="Allow unsafe deserialization (Lambda layers) of a .keras file.")
+@unsafe_option
 def convert(source, **options):
     """Convert SOURCE (a zoo name or a .keras/.h5/SavedModel) to TFLite bundles."""
     from edgekit import api
@@ -315,12 +327,9 @@ def _show_bar(as_json):
 @click.option("--size", type=int, help="Input size in pixels (square).")
 @click.option("--weights", default="imagenet", show_default=True,
               help="Pretrained backbone: 'imagenet' (used when Keras can fetch it), 'none' or a local weights file.")
-@click.option("--mean", help="Your model file's pixel mean, when it does not carry its preprocessing.")
-@click.option("--std", help="Your model file's pixel std.")
-@click.option("--preprocessing", type=click.Choice(PREPROCESSING_MODES), help="A zoo preprocessing mode.")
-@click.option("--crop", type=float, help="Centre-crop fraction before resizing (default 1: the whole image).")
+@scaling_options
 @training_options
-@click.option("--unsafe", is_flag=True, help="Allow unsafe deserialization (Lambda layers) of a .keras file.")
+@unsafe_option
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the training record as JSON.")
 def train(model, dataset, output, mean, std, as_json, **options):
@@ -352,11 +361,9 @@ def train(model, dataset, output, mean, std, as_json, **options):
 @click.option("--label-weight", type=float, help="distill: weight of the hard-label loss, in [0, 1]  [default: 0.1].")
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
               help="distill: also train the student alone (same seed and epochs) to compare.")
-@click.option("--mean", help="Pixel mean, for a model file that does not carry its preprocessing.")
-@click.option("--std", help="Pixel std, likewise.")
-@click.option("--preprocessing", type=click.Choice(PREPROCESSING_MODES), help="A zoo preprocessing mode, likewise.")
+@scaling_options
 @training_options
-@click.option("--unsafe", is_flag=True, help="Allow unsafe deserialization (Lambda layers) of a .keras file.")
+@unsafe_option
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the record (every step and measurement) as JSON.")
 def compress(model, dataset, methods, output, mean, std, as_json, **options):
@@ -551,7 +558,8 @@ def pack_runner(output, force):
 
 @cli.command()
 @click.option("-o", "--output", "outdir", default="demo-out", show_default=True, type=click.Path(file_okay=False))
-@click.option("--force", is_flag=True, help="Rebuild every bundle instead of reusing unchanged ones.")
+@click.option("--force", is_flag=True, help="Rebuild every bundle instead of reusing unchanged ones, and replace "
+                                          "another study's report in OUTDIR.")
 def demo(outdir, force):
     """The built-in study: SqueezeNet 1.1, MobileNet V1 and V2 at 224, every precision, benchmarked here."""
     from edgekit import api
@@ -561,7 +569,8 @@ def demo(outdir, force):
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "outdir", type=click.Path(file_okay=False), help="Default: the config's output.")
-@click.option("--force", is_flag=True, help="Rebuild every bundle instead of reusing unchanged ones.")
+@click.option("--force", is_flag=True, help="Rebuild every bundle instead of reusing unchanged ones, and replace "
+                                          "another study's report in OUTDIR.")
 def run(config, outdir, force):
     """Run the study a TOML CONFIG describes (models, precisions, threads, calibration, evaluation)."""
     from edgekit import api

@@ -31,7 +31,7 @@ def convert(model, precisions=("fp32",), outdir=".", *, alpha=None, size=None, c
         raise EdgekitError("--debug-layers needs -p int8 with TFLiteConverter (--quantizer tflite)")
     progress(f"loading {model if isinstance(model, (str, os.PathLike)) else getattr(model, 'name', 'the model')}")
     keras_model, info = load_source(model, alpha=alpha, size=size, classes=classes, weights=weights, unsafe=unsafe,
-                                    mean=mean, std=std, preprocessing=preprocessing, crop_fraction=crop,
+                                    mean=mean, std=std, preprocessing=preprocessing, crop=crop,
                                     labels=labels)
     trained_on = info.source.get("dataset")  # a model from edgekit train: calibrate on its own images
     if calibration is None and trained_on and os.path.isdir(trained_on):

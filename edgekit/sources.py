@@ -27,7 +27,7 @@ def is_model_path(source):
 
 
 def load_source(source, *, alpha=None, size=None, classes=None, weights="none", unsafe=False, mean=None,
-                std=None, preprocessing=None, crop_fraction=None, labels=None, seed=0):
+                std=None, preprocessing=None, crop=None, labels=None, seed=0):
     """(keras.Model, ModelInfo) for a zoo name, a model file or folder, or an in-memory keras.Model."""
     from converters.pipeline import ModelInfo
     from edgekit.models.macs import count_macs
@@ -38,7 +38,7 @@ def load_source(source, *, alpha=None, size=None, classes=None, weights="none", 
             raise EdgekitError(f"{source} is a zoo model and knows its preprocessing ({spec.preprocessing}); "
                                f"--mean/--std/--preprocessing are for your own model files")
         model, name, prep, record, spec = _from_zoo(os.fspath(source), dict(alpha=alpha, size=size, classes=classes,
-                                                                             weights=weights), crop_fraction, seed)
+                                                                             weights=weights), crop, seed)
     else:
         if alpha is not None or classes is not None or weights not in (None, "none"):
             raise EdgekitError(f"--alpha, --classes and --weights apply to zoo models, not to {_describe(source)}")
@@ -47,13 +47,13 @@ def load_source(source, *, alpha=None, size=None, classes=None, weights="none", 
         _check_image_input(model, size, _describe(source))
         meta = _stored_meta(source, record)
         if mean is None and std is None and preprocessing is None and meta.get("preprocessing"):
-            prep = dict(meta["preprocessing"], **({} if crop_fraction is None else {"crop_fraction": crop_fraction}))
+            prep = dict(meta["preprocessing"], **({} if crop is None else {"crop_fraction": crop}))
         elif mean is None and std is None and preprocessing is None:
             raise EdgekitError(f"{_describe(source)}: say how the model's pixels are scaled with --mean and --std "
                                f"(e.g. --mean 127.5 --std 127.5 for [-1, 1]) or --preprocessing tf|torch|caffe; "
                                f"a guess would calibrate on the wrong scale")
         else:
-            prep = make_preprocessing(preprocessing, mean, std, 1.0 if crop_fraction is None else crop_fraction)
+            prep = make_preprocessing(preprocessing, mean, std, 1.0 if crop is None else crop)
         if not labels and meta.get("labels"):
             labels = meta["labels"]
     names = labels_for(labels, spec, model, record.get("weights"))

@@ -1,7 +1,5 @@
 """Zoo-level operations behind `edgekit models` and `edgekit build`."""
 
-from device_bench.errors import EdgekitError
-from device_bench.safe_write import check_output
 from edgekit.models import create_model, get_spec, list_models, resolve_args
 from edgekit.models.macs import count_macs
 
@@ -25,10 +23,8 @@ def build_to_file(name, output, alpha=None, size=None, classes=None, weights="no
     labels with ImageNet weights) as `edgekit train` does, so that `edgekit convert` needs no --mean/--std."""
     from device_bench.images import make_preprocessing
     from edgekit.models.imagenet import imagenet_labels
-    from edgekit.models.meta import save_model
-    check_output(output, force)
-    if not str(output).endswith(".keras"):
-        raise EdgekitError(f"output must end in .keras, got {output}")
+    from edgekit.models.meta import check_keras_output, save_model
+    check_keras_output(output, force)
     spec, alpha, size, classes, weights = resolve_args(name, alpha, size, classes, weights)
     model = create_model(name, alpha=alpha, size=size, classes=classes, weights=weights)
     labels = imagenet_labels() if weights == "imagenet" else None

@@ -3,6 +3,7 @@
 import os
 
 from device_bench.errors import EdgekitError
+from device_bench.runtime import first_line
 from edgekit.tf_import import import_tf, quiet_stderr
 
 
@@ -23,7 +24,7 @@ def load_keras_model(path, unsafe=False):
     except EdgekitError:
         raise
     except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         if "safe_mode" in str(e) or "unsafe" in str(e).lower():
             raise EdgekitError(f"{path}: the model needs unsafe deserialization (it holds a Lambda layer "
                                f"or other arbitrary code); pass --unsafe only if you trust the file") from None

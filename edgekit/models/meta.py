@@ -11,7 +11,7 @@ import os
 import zipfile
 
 from device_bench.errors import EdgekitError
-from device_bench.safe_write import atomic_path
+from device_bench.safe_write import atomic_path, check_output
 
 META_NAME = "edgekit.json"
 META_FORMAT = 1
@@ -34,11 +34,17 @@ def read_model_meta(path):
     return meta
 
 
+def check_keras_output(path, force=False):
+    """The absolute output path of a .keras file, checked before any work: its suffix, and that it can be
+    written (an existing file only with ``force``)."""
+    if not os.fspath(path).endswith(".keras"):
+        raise EdgekitError(f"output must end in .keras, got {os.fspath(path)}")
+    return check_output(path, force)
+
+
 def save_model(model, path, meta, force=False):
     """Save ``model`` as a .keras file carrying ``meta`` (preprocessing, labels, ...), atomically."""
-    path = os.fspath(path)
-    if not path.endswith(".keras"):
-        raise EdgekitError(f"output must end in .keras, got {path}")
+    path = check_keras_output(path, force)
     with atomic_path(path, force) as tmp:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as z:

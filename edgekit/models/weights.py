@@ -3,6 +3,7 @@
 import os
 
 from device_bench.errors import EdgekitError, WeightsUnavailable
+from device_bench.runtime import first_line
 from edgekit.tf_import import import_tf, quiet_stderr
 
 
@@ -17,7 +18,7 @@ def build_with_weights(spec, alpha, size, classes, weights):
             model = spec.builder(alpha, size, classes, weights)
     except Exception as e:
         if weights == "imagenet":
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            first = first_line(e)[:200]
             raise WeightsUnavailable(
                 f"could not fetch ImageNet weights for {spec.name} (alpha {alpha}, size {size}) through "
                 f"Keras: {first}; download them where there is network and pass --weights PATH",
@@ -28,5 +29,5 @@ def build_with_weights(spec, alpha, size, classes, weights):
             model.load_weights(weights)
         except Exception as e:
             raise EdgekitError(f"{weights}: cannot load these weights into {spec.name} "
-                               f"(alpha {alpha}, size {size}, {classes} classes): {str(e).splitlines()[0][:300]}") from None
+                               f"(alpha {alpha}, size {size}, {classes} classes): {first_line(e)[:300]}") from None
     return model

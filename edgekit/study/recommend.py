@@ -119,8 +119,10 @@ def recommend_model(model, device, pool, criteria):
                              "(a runtime or precision can change results): give the study an evaluate folder, or "
                              "run edgekit evaluate in each runtime")
     runner = others[0] if others else None
-    same_accuracy = runner is not None and (criteria.get("max_latency_ms") is None or runner["top1"] == winner["top1"])
-    if same_accuracy:
+    # the winner beat the runner-up on latency: always without a budget (ranked by speed), and within a budget
+    # when their accuracy ties; then overlapping latency ranges cannot tell them apart
+    won_on_latency = runner is not None and (criteria.get("max_latency_ms") is None or runner["top1"] == winner["top1"])
+    if won_on_latency:
         rec.undecided += [w for w in (_overlap(winner, runner),) if w]
         why += f"; {runner['p50_ms'] / winner['p50_ms']:.2f}x as fast as the runner-up"
     rec.winner, rec.reason, rec.decided = dict(winner, text=describe(winner)), why, not rec.undecided

@@ -16,12 +16,11 @@ from dataclasses import asdict, dataclass, field
 
 from device_bench.errors import EdgekitError
 from device_bench.options import COMPRESS_METHODS
-from device_bench.safe_write import check_output
 
 BENCH_RUNS = 30
 # compress_model's keyword options (beside the training settings), as a study's compress table names them
 COMPRESS_OPTIONS = ("sparsity", "student", "alpha", "size", "temperature", "label_weight", "baseline", "mean", "std",
-                    "preprocessing", "unsafe")
+                    "preprocessing", "crop", "unsafe")
 
 
 @dataclass
@@ -161,7 +160,7 @@ def measure(model, stage, stage_meta, data, calibration, workdir, progress):
     return m
 
 
-def _load_input(source, dataset, options, mean, std, preprocessing, unsafe):
+def _load_input(source, dataset, options, mean, std, preprocessing, crop, unsafe):
     """The input model, its preprocessing and labels, the training settings (split defaults to the one the
     model was trained with) and the dataset listing, all checked against one another."""
     from edgekit.training.data import list_dataset
@@ -173,7 +172,7 @@ def _load_input(source, dataset, options, mean, std, preprocessing, unsafe):
     settings = train_settings(options, TrainSettings(seed=trained.get("seed", 0),
                                                       val_split=trained.get("val_split", 0.2)))
     listing = list_dataset(dataset, settings.val_split, settings.seed)
-    model, info = load_source(source, mean=mean, std=std, preprocessing=preprocessing, unsafe=unsafe)
+    model, info = load_source(source, mean=mean, std=std, preprocessing=preprocessing, crop=crop, unsafe=unsafe)
     if int(model.output_shape[-1]) != len(listing.labels):
         raise EdgekitError(f"{source} has {model.output_shape[-1]} outputs but {listing.root} has "
                            f"{len(listing.labels)} class folders")
@@ -225,22 +224,21 @@ def _distill_step(stage, student, student_prep, listing, settings, opts, progres
 
 def compress_model(source, dataset, output, methods, options=None, *, sparsity=None, student=None, alpha=None,
                    size=None, temperature=None, label_weight=None, baseline=True, mean=None, std=None,
-                   preprocessing=None, unsafe=False, force=False, progress=None, bar=False):
+                   preprocessing=None, crop=None, unsafe=False, force=False, progress=None, bar=False):
     """Run the chain of ``methods`` on the model ``source`` with the class folders ``dataset``; write
     ``output`` (.keras, preprocessing and labels kept). Returns a CompressResult."""
     from edgekit.training.distill import DEFAULT_LABEL_WEIGHT, DEFAULT_TEMPERATURE
-    from edgekit.models.meta import save_model
+    from edgekit.models.meta import check_keras_output, save_model
     from edgekit.tf_import import import_tf
     from edgekit.training.fit import load_data
     progress = progress or (lambda message: None)
     opts = {"temperature": DEFAULT_TEMPERATURE if temperature is None else temperature,
             "label_weight": DEFAULT_LABEL_WEIGHT if label_weight is None else label_weight, "baseline": baseline}
     methods, sparsity = check_methods(methods, sparsity, student, opts["temperature"], opts["label_weight"])
-    output = check_output(output, force)
-    if not output.endswith(".keras"):
-        raise EdgekitError(f"output must end in .keras, got {output}")
+    output = check_keras_output(output, force)
     t0 = time.time()
-    model, info, meta, settings, listing = _load_input(source, dataset, options or {}, mean, std, preprocessing, unsafe)
+    model, info, meta, settings, listing = _load_input(source, dataset, options or {}, mean, std, preprocessing, crop,
+                                                       unsafe)
     student_model = student_prep = None
     if "distill" in methods:
         student_model, student_prep, _ = build_student(student, model, info.preprocessing, str(source), alpha=alpha,

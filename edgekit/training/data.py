@@ -59,8 +59,9 @@ def list_dataset(root, val_split=0.2, seed=0):
     return Listing(root=root, labels=labels, train=train, val=val, seed=seed, val_split=val_split)
 
 
-def load_arrays(items, input_shape, prep, warn=print):
-    """Images as one float32 [N, H, W, C] array and their class indices; unreadable files are skipped."""
+def load_arrays(items, input_shape, prep, warn):
+    """Images as one float32 [N, H, W, C] array and their class indices; unreadable files are skipped, each
+    with a ``warn`` line (the CLI's progress: stderr, since stdout carries --json)."""
     xs, ys = [], []
     for path, index in items:
         try:

@@ -30,26 +30,25 @@ def logits_model(model):
     return model, lambda: None  # it already outputs logits
 
 
-class DistillationLoss:
-    """Hard-label cross-entropy plus T^2-scaled KL between softened teacher and student distributions.
+def distillation_loss(classes, temperature=DEFAULT_TEMPERATURE, label_weight=DEFAULT_LABEL_WEIGHT):
+    """Hard-label cross-entropy plus T^2-scaled KL between softened teacher and student distributions, as a
+    Keras loss (a factory: Keras is imported when it is made).
 
     Called on (labels, [student logits | teacher logits]) concatenated along the last axis."""
+    _, keras = import_tf()
+    ops = keras.ops
 
-    def __new__(cls, classes, temperature=DEFAULT_TEMPERATURE, label_weight=DEFAULT_LABEL_WEIGHT):
-        _, keras = import_tf()
-        ops = keras.ops
+    class _Loss(keras.losses.Loss):
+        def __init__(self):
+            super().__init__(name="distillation")
+            self.kl = keras.losses.KLDivergence(reduction=None)
 
-        class _Loss(keras.losses.Loss):
-            def __init__(self):
-                super().__init__(name="distillation")
-                self.kl = keras.losses.KLDivergence(reduction=None)
-
-            def call(self, y_true, y_pred):
-                student, teacher = y_pred[:, :classes], ops.stop_gradient(y_pred[:, classes:])
-                hard = keras.losses.sparse_categorical_crossentropy(y_true, student, from_logits=True)
-                soft = self.kl(ops.softmax(teacher / temperature, axis=-1), ops.softmax(student / temperature, axis=-1))
-                return label_weight * hard + (1.0 - label_weight) * temperature ** 2 * soft
-        return _Loss()
+        def call(self, y_true, y_pred):
+            student, teacher = y_pred[:, :classes], ops.stop_gradient(y_pred[:, classes:])
+            hard = keras.losses.sparse_categorical_crossentropy(y_true, student, from_logits=True)
+            soft = self.kl(ops.softmax(teacher / temperature, axis=-1), ops.softmax(student / temperature, axis=-1))
+            return label_weight * hard + (1.0 - label_weight) * temperature ** 2 * soft
+    return _Loss()
 
 
 def student_accuracy(classes):
@@ -104,12 +103,12 @@ def check_pair(teacher, student, teacher_name, student_name):
 def distill(student, teacher, student_prep, teacher_prep, data, settings, progress, *, temperature=DEFAULT_TEMPERATURE,
             label_weight=DEFAULT_LABEL_WEIGHT, bar=False):
     """Train ``student`` in place from ``teacher`` on ``data`` (student-scaled). Returns the history."""
-    from edgekit.training.fit import batchnorm_momentum, default_lr, fit
+    from edgekit.training.fit import batchnorm_momentum, default_lr, fit, steps_per_epoch
     classes = int(student.output_shape[-1])
     trainer, write_back = distillation_trainer(student, teacher, student_prep, teacher_prep, settings)
-    with batchnorm_momentum(student, -(-len(data.x) // settings.batch_size)):
+    with batchnorm_momentum(student, steps_per_epoch(data, settings)):
         history = fit(trainer, data, settings, progress, epochs=settings.epochs,
-                      lr=settings.lr or default_lr(student), loss=DistillationLoss(classes, temperature, label_weight),
+                      lr=settings.lr or default_lr(student), loss=distillation_loss(classes, temperature, label_weight),
                       metrics=[student_accuracy(classes)], bar=bar, phase="distill: ")
     write_back()
     return history

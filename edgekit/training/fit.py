@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from device_bench.errors import EdgekitError, WeightsUnavailable
 from device_bench.options import AUGMENTATIONS
-from device_bench.safe_write import check_output
 
 
 @dataclass
@@ -139,24 +138,28 @@ def with_augmentation(model, settings):
     return keras.Model(inputs, model(x), name=f"{model.name}_training")
 
 
-class EpochLine:
-    """A Keras callback printing one summary line per epoch through ``progress``."""
+def steps_per_epoch(data, settings):
+    """Training steps in one epoch (the last batch may be short): schedules and BatchNorm momentum use it."""
+    return -(-len(data.x) // settings.batch_size)
 
-    def __new__(cls, progress, epochs, phase=""):
-        from edgekit.tf_import import import_tf
-        _, keras = import_tf()
 
-        class _Line(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self.t0 = time.perf_counter()
+def epoch_line(progress, epochs, phase=""):
+    """A Keras callback printing one summary line per epoch through ``progress`` (a factory: Keras is
+    imported only when training starts)."""
+    from edgekit.tf_import import import_tf
+    _, keras = import_tf()
 
-            def on_epoch_end(self, epoch, logs=None):
-                logs = logs or {}
-                parts = [f"loss {logs['loss']:.4f}"] if "loss" in logs else []
-                parts += [f"{k} {v:.2%}" for k, v in logs.items() if k.endswith("accuracy")]
-                progress(f"{phase}epoch {epoch + 1}/{epochs}: {', '.join(parts)} "
-                         f"({time.perf_counter() - self.t0:.1f} s)")
-        return _Line()
+    class _Line(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            parts = [f"loss {logs['loss']:.4f}"] if "loss" in logs else []
+            parts += [f"{k} {v:.2%}" for k, v in logs.items() if k.endswith("accuracy")]
+            progress(f"{phase}epoch {epoch + 1}/{epochs}: {', '.join(parts)} "
+                     f"({time.perf_counter() - self.t0:.1f} s)")
+    return _Line()
 
 
 @contextlib.contextmanager
@@ -201,12 +204,12 @@ def fit(trainable, data, settings, progress, *, epochs, lr, loss=None, metrics=(
     from edgekit.tf_import import import_tf
     _, keras = import_tf()
     loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(trainable))
-    per_epoch = -(-len(data.x) // settings.batch_size)
+    per_epoch = steps_per_epoch(data, settings)
     # one epoch of linear warm-up (networks without BatchNorm, such as SqueezeNet, die without it), then cosine
     schedule = keras.optimizers.schedules.CosineDecay(lr / 100, decay_steps=max(1, (epochs - 1) * per_epoch),
                                                       alpha=0.05, warmup_target=lr, warmup_steps=per_epoch)
     trainable.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=list(metrics))
-    cbs = [EpochLine(progress, epochs, phase), *callbacks]
+    cbs = [epoch_line(progress, epochs, phase), *callbacks]
     if early_stop:
         cbs.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=settings.patience,
                                                  restore_best_weights=True))
@@ -227,10 +230,9 @@ def top1(model, x, y, batch_size=64):
 def train_classifier(model, data, settings, progress, head=None, bar=False):
     """Fit ``model``: a new ``head`` first on a frozen backbone, then everything at a tenth of the rate;
     without a head, the whole network at once. Returns the history."""
-    steps = max(1, len(data.x) // settings.batch_size)
     lr = settings.lr or default_lr(model)
     history = []
-    with batchnorm_momentum(model, steps):
+    with batchnorm_momentum(model, steps_per_epoch(data, settings)):
         if head:
             for layer in model.layers:
                 layer.trainable = layer in head
@@ -326,7 +328,7 @@ def build_for_training(source, labels, settings, note, *, alpha=None, size=None,
     if alpha is not None or weights not in (None, "none", "imagenet"):
         raise EdgekitError(f"--alpha and --weights apply to zoo models, not to the file {source}")
     model, info = load_source(source, size=size, mean=mean, std=std, preprocessing=preprocessing,
-                              crop_fraction=crop, unsafe=unsafe)
+                              crop=crop, unsafe=unsafe)
     keras.utils.set_random_seed(settings.seed)
     head = None
     if model.output_shape[-1] != classes:
@@ -342,12 +344,10 @@ def train_model(source, dataset, output, settings=None, *, alpha=None, size=None
                 std=None, preprocessing=None, crop=None, unsafe=False, force=False, progress=None, bar=False):
     """Train ``source`` (zoo name or model file) on class folders and save a self-describing .keras file."""
     from edgekit.training.data import list_dataset
-    from edgekit.models.meta import save_model
+    from edgekit.models.meta import check_keras_output, save_model
     progress = progress or (lambda message: None)
     settings = (settings or TrainSettings()).validate()
-    output = check_output(output, force)
-    if not output.endswith(".keras"):
-        raise EdgekitError(f"output must end in .keras, got {output}")
+    output = check_keras_output(output, force)
     listing = list_dataset(dataset, settings.val_split, settings.seed)  # a bad dataset fails before any work
     t0, notes = time.time(), []
 

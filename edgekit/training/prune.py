@@ -106,14 +106,14 @@ def zero_fractions(model, pruned_layers):
 
 def prune(model, data, settings, sparsity, progress, bar=False):
     """Prune ``model`` in place to ``sparsity`` while fine-tuning on ``data``; returns the details."""
-    from edgekit.training.fit import batchnorm_momentum, default_lr, fit, with_augmentation
+    from edgekit.training.fit import batchnorm_momentum, default_lr, fit, steps_per_epoch, with_augmentation
     targets = prunable(model)
     if not targets:
         raise EdgekitError(f"{model.name}: no Conv2D or Dense kernel of at least {MIN_PRUNED_WEIGHTS} weights to prune")
-    steps_per_epoch = -(-len(data.x) // settings.batch_size)
-    callback = pruning_callback(targets, sparsity, settings.epochs * steps_per_epoch, steps_per_epoch)
+    per_epoch = steps_per_epoch(data, settings)
+    callback = pruning_callback(targets, sparsity, settings.epochs * per_epoch, per_epoch)
     progress(f"pruning {len(targets)} layers to {sparsity:.0%} over {settings.epochs} epochs")
-    with batchnorm_momentum(model, steps_per_epoch):
+    with batchnorm_momentum(model, per_epoch):
         # no early stopping: the best epoch could come before the target sparsity is reached
         history = fit(with_augmentation(model, settings), data, settings, progress, epochs=settings.epochs,
                       lr=settings.lr or default_lr(model), callbacks=[callback], early_stop=False, bar=bar,
