@@ -314,6 +314,15 @@ def training_options(f):
     return f
 
 
+def fitting_options(json_help):
+    """What train and compress share: pixel scaling, the training settings, --unsafe, --force and --json."""
+    def decorate(f):
+        f = click.option("--json", "as_json", is_flag=True, help=json_help)(f)
+        f = click.option("--force", is_flag=True, help="Replace an existing output.")(f)
+        return scaling_options(training_options(unsafe_option(f)))
+    return decorate
+
+
 def _show_bar(as_json):
     """Keras's progress bar on a terminal, not in --json output or a log."""
     return not as_json and sys.stderr.isatty()
@@ -327,11 +336,7 @@ def _show_bar(as_json):
 @click.option("--size", type=int, help="Input size in pixels (square).")
 @click.option("--weights", default="imagenet", show_default=True,
               help="Pretrained backbone: 'imagenet' (used when Keras can fetch it), 'none' or a local weights file.")
-@scaling_options
-@training_options
-@unsafe_option
-@click.option("--force", is_flag=True, help="Replace an existing output.")
-@click.option("--json", "as_json", is_flag=True, help="Print the training record as JSON.")
+@fitting_options("Print the training record as JSON.")
 def train(model, dataset, output, mean, std, as_json, **options):
     """Train MODEL (a zoo name or a .keras file) on DATASET (one subfolder per class); the .keras file
     it writes carries its preprocessing and labels, so `edgekit convert` needs neither."""
@@ -361,11 +366,7 @@ def train(model, dataset, output, mean, std, as_json, **options):
 @click.option("--label-weight", type=float, help="distill: weight of the hard-label loss, in [0, 1]  [default: 0.1].")
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
               help="distill: also train the student alone (same seed and epochs) to compare.")
-@scaling_options
-@training_options
-@unsafe_option
-@click.option("--force", is_flag=True, help="Replace an existing output.")
-@click.option("--json", "as_json", is_flag=True, help="Print the record (every step and measurement) as JSON.")
+@fitting_options("Print the record (every step and measurement) as JSON.")
 def compress(model, dataset, methods, output, mean, std, as_json, **options):
     """Compress MODEL (.keras) with DATASET's class folders: prune, distill, qat, chained in the order given.
 
