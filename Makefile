@@ -9,6 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt setuptools  # the build backend: `make wheel` and the tests build offline
 	$(PY) -m pip install -q -c constraints.txt -e '.[convert,openvino,quantize,test]'
 	touch $(STAMP)
 
@@ -17,7 +18,7 @@ demo: $(STAMP)
 
 # dist/edgekit_tflite-VERSION-py3-none-any.whl, the file a device installs (`pip install` of it).
 wheel: $(STAMP)
-	$(PY) -m pip wheel -q --no-deps -w dist .
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
 
 # The last tflite-runtime (2.14, NumPy 1.x) in a venv of its own: the device-side tests run the
 # runner under it too, to prove the fallback runtime and its known limits are handled.

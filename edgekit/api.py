@@ -131,14 +131,16 @@ def train(model: Any, dataset: PathLike, output: PathLike, *, alpha: Optional[fl
           preprocessing: Optional[str] = None, crop: Optional[float] = None, epochs: Optional[int] = None,
           fine_tune_epochs: Optional[int] = None, batch_size: Optional[int] = None, lr: Optional[float] = None,
           seed: Optional[int] = None, val_split: Optional[float] = None, augment: Optional[str] = None,
-          patience: Optional[int] = None, unsafe: bool = False, force: bool = False, progress: Progress = None,
-          progress_bar: bool = False) -> Any:
+          patience: Optional[int] = None, unsafe: bool = False, custom_objects: Sequence[str] = (),
+          force: bool = False, progress: Progress = None, progress_bar: bool = False) -> Any:
     """Train a zoo model or a model file on class folders (one per class); writes the .keras file ``output``,
     which carries its preprocessing and labels. Training keywords left None take TrainSettings' defaults.
 
     Uses pretrained weights (frozen backbone, then unfrozen) when they can be had, else trains from
     scratch and says so in ``note``. Returns a TrainResult."""
+    from edgekit.models.loading import register_custom_objects
     from edgekit.training.fit import train_model, train_settings
+    register_custom_objects(custom_objects)
     settings = train_settings(dict(epochs=epochs, fine_tune_epochs=fine_tune_epochs, batch_size=batch_size, lr=lr,
                                    seed=seed, val_split=val_split, augment=augment, patience=patience))
     return train_model(model, dataset, output, settings, alpha=alpha, size=size, weights=weights, mean=mean, std=std,
@@ -153,14 +155,17 @@ def compress(model: PathLike, dataset: PathLike, output: PathLike, methods: Sequ
              crop: Optional[float] = None, epochs: Optional[int] = None, fine_tune_epochs: Optional[int] = None, batch_size: Optional[int] = None,
              lr: Optional[float] = None, seed: Optional[int] = None, val_split: Optional[float] = None,
              augment: Optional[str] = None, patience: Optional[int] = None, unsafe: bool = False,
-             force: bool = False, progress: Progress = None, progress_bar: bool = False) -> Any:
+             custom_objects: Sequence[str] = (), force: bool = False, progress: Progress = None,
+             progress_bar: bool = False) -> Any:
     """Prune, distill and/or quantization-aware-train a model file, in the order of ``methods``; writes the
     .keras file ``output``, which keeps the input's preprocessing and labels.
 
     Training keywords left None take the defaults (the held-out split: the one the model was trained with).
     Each stage is measured on the int8 bundle `convert` makes of it (Keras and int8 top-1, raw and gzip size,
     latency). Returns a CompressResult."""
+    from edgekit.models.loading import register_custom_objects
     from edgekit.training.compress import compress_model
+    register_custom_objects(custom_objects)
     settings = dict(epochs=epochs, fine_tune_epochs=fine_tune_epochs, batch_size=batch_size, lr=lr, seed=seed,
                     val_split=val_split, augment=augment, patience=patience)
     return compress_model(model, dataset, output, methods, settings, sparsity=sparsity, student=student, alpha=alpha,

@@ -114,7 +114,10 @@ def pixel_options(f):
 
 
 def unsafe_option(f):
-    """--unsafe: Keras's unsafe deserialization of a model file (convert, train, compress)."""
+    """--unsafe and --custom-objects: how a Keras model file is deserialized (convert, train, compress)."""
+    f = click.option("--custom-objects", "custom_objects", multiple=True, metavar="MODULE[:NAME]",
+                     help="Import MODULE (from the working folder too) so the custom layers it registers load; "
+                          "MODULE:NAME registers NAME. Repeatable.")(f)
     return click.option("--unsafe", is_flag=True, help="Allow unsafe deserialization (Lambda layers) of a .keras "
                                                        "file: only for files you trust.")(f)
 

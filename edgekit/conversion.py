@@ -11,7 +11,8 @@ def convert(model, precisions=("fp32",), outdir=".", *, alpha=None, size=None, c
             mean=None, std=None, preprocessing=None, crop=None, labels=None, calibration=None,
             calibration_count=DEFAULT_CALIBRATION_COUNT, io=DEFAULT_IO, eval_dir=None, fold_preprocessing=None,
             allow_tf_ops=False, debug_layers=False, quantizers=("tflite",), layer_report=False, recover_accuracy=None,
-            keep_as="float", latency_limit=True, unsafe=False, force=False, reuse=False, progress=None):
+            keep_as="float", latency_limit=True, unsafe=False, custom_objects=(), force=False, reuse=False,
+            progress=None):
     """Convert a keras.Model, a model file or a zoo name to one bundle per precision.
 
     Keyword names follow `edgekit convert`'s options. ``fold_preprocessing`` (default: on for zoo models)
@@ -21,6 +22,7 @@ def convert(model, precisions=("fp32",), outdir=".", *, alpha=None, size=None, c
     the others are still written)."""
     from converters.pipeline import convert_model
     from device_bench.records import ConvertResult
+    from edgekit.models.loading import register_custom_objects
     from edgekit.sources import load_source
     progress = progress or (lambda message: None)
     settings = _settings(precisions, outdir, calibration, calibration_count, eval_dir, recover_accuracy,
@@ -29,10 +31,17 @@ def convert(model, precisions=("fp32",), outdir=".", *, alpha=None, size=None, c
                          reuse=reuse)
     if debug_layers and ("int8", "tflite") not in settings.builds():
         raise EdgekitError("--debug-layers needs -p int8 with TFLiteConverter (--quantizer tflite)")
+    if not (force or reuse):  # refuse existing bundles before a model load that can take a while
+        from device_bench.safe_write import refuse_existing
+        from edgekit.sources import source_name
+        name = source_name(model, alpha, size)
+        for p, q in settings.builds():
+            refuse_existing(settings.folder(name, p, q), force)
     progress(f"loading {model if isinstance(model, (str, os.PathLike)) else getattr(model, 'name', 'the model')}")
+    register_custom_objects(custom_objects)
     keras_model, info = load_source(model, alpha=alpha, size=size, classes=classes, weights=weights, unsafe=unsafe,
                                     mean=mean, std=std, preprocessing=preprocessing, crop=crop,
-                                    labels=labels)
+                                    labels=labels, progress=progress)
     trained_on = info.source.get("dataset")  # a model from edgekit train: calibrate on its own images
     if calibration is None and trained_on and os.path.isdir(trained_on):
         settings.calibration_dir = trained_on

@@ -26,8 +26,20 @@ def is_model_path(source):
     return os.path.exists(source) or source.endswith(MODEL_FILE_SUFFIXES) or os.sep in source
 
 
+def source_name(source, alpha=None, size=None):
+    """The name bundles of ``source`` get, known before the model loads: the zoo variant, the file's stem, or
+    the in-memory model's name."""
+    if not isinstance(source, (str, os.PathLike)):
+        return getattr(source, "name", "model")
+    if is_model_path(source):
+        return Path(os.fspath(source).rstrip("/")).stem
+    from edgekit.models import resolve_args
+    spec, alpha, size, _, _ = resolve_args(os.fspath(source), alpha, size)
+    return spec.variant_name(alpha, size)
+
+
 def load_source(source, *, alpha=None, size=None, classes=None, weights="none", unsafe=False, mean=None,
-                std=None, preprocessing=None, crop=None, labels=None, seed=0):
+                std=None, preprocessing=None, crop=None, labels=None, seed=0, progress=None):
     """(keras.Model, ModelInfo) for a zoo name, a model file or folder, or an in-memory keras.Model."""
     from converters.pipeline import ModelInfo
     from edgekit.models.macs import count_macs
@@ -44,11 +56,20 @@ def load_source(source, *, alpha=None, size=None, classes=None, weights="none", 
             raise EdgekitError(f"--alpha, --classes and --weights apply to zoo models, not to {_describe(source)}")
         model, name, record = _from_model(source, unsafe)
         spec = None
-        _check_image_input(model, size, _describe(source))
+        model = _check_image_input(model, size, _describe(source))
         meta = _stored_meta(source, record)
-        if mean is None and std is None and preprocessing is None and meta.get("preprocessing"):
+        builtin = _builtin_normalization(model)
+        scaled = mean is not None or std is not None or preprocessing is not None
+        if builtin and scaled and progress:
+            progress(f"warning: {_describe(source)} begins with a {builtin} layer: it normalizes its own pixels, "
+                     f"and --mean/--std/--preprocessing normalize them a second time")
+        if not scaled and meta.get("preprocessing"):
             prep = dict(meta["preprocessing"], **({} if crop is None else {"crop_fraction": crop}))
-        elif mean is None and std is None and preprocessing is None:
+        elif not scaled and builtin:
+            prep = make_preprocessing(None, [0.0], [1.0], 1.0 if crop is None else crop)
+            if progress:
+                progress(f"{_describe(source)} begins with a {builtin} layer: it takes raw pixels (mean 0, std 1)")
+        elif not scaled:
             raise EdgekitError(f"{_describe(source)}: say how the model's pixels are scaled with --mean and --std "
                                f"(e.g. --mean 127.5 --std 127.5 for [-1, 1]) or --preprocessing tf|torch|caffe; "
                                f"a guess would calibrate on the wrong scale")
@@ -88,11 +109,24 @@ def _from_model(source, unsafe):
     from edgekit.models.loading import load_keras_model
     path = os.fspath(source)
     model = load_keras_model(path, unsafe=unsafe)
-    return model, Path(path.rstrip("/")).stem, {"kind": "file", "path": os.path.abspath(path), "sha256": sha256_of(path)}
+    return model, source_name(path), {"kind": "file", "path": os.path.abspath(path), "sha256": sha256_of(path)}
+
+
+def _builtin_normalization(model):
+    """The class name of a Rescaling or Normalization layer the model begins with (Keras's MobileNetV3 and
+    EfficientNet carry their own preprocessing), or None."""
+    for layer in model.layers[:4]:
+        kind = type(layer).__name__
+        if kind in ("Rescaling", "Normalization"):
+            return kind
+        if kind not in ("InputLayer", "Resizing"):
+            return None
+    return None
 
 
 def _check_image_input(model, size, where):
-    """An image classifier: one [N, H, W, 1 or 3] input of a fixed size, one [N, classes] output."""
+    """An image classifier: one [N, H, W, 1 or 3] input of a fixed size (``size`` fixes one left open), one
+    [N, classes] output. Returns the model, given its fixed input where ``size`` did."""
     shape = model.input_shape
     if isinstance(shape, list) or len(shape) != 4 or shape[-1] not in (1, 3):
         raise EdgekitError(f"{where}: expected one image input [N, H, W, C] with 1 or 3 channels, got {shape}")
@@ -100,9 +134,19 @@ def _check_image_input(model, size, where):
     if isinstance(out, list) or len(out) != 2:
         raise EdgekitError(f"{where}: expected one class-score output [N, classes], got {out}")
     if None in shape[1:3]:
-        raise EdgekitError(f"{where}: the model's input has no fixed size {shape}; rebuild it with one")
+        if size is None:
+            raise EdgekitError(f"{where}: the model's input has no fixed size {shape}; give one with --size")
+        from edgekit.tf_import import import_tf
+        _, keras = import_tf()
+        try:  # the same layers and weights, every shape now known (multiply-adds can be counted)
+            fixed = keras.models.clone_model(model, input_tensors=keras.Input((size, size, shape[-1])))
+        except Exception as e:
+            raise EdgekitError(f"{where}: cannot give the model a fixed {size}x{size} input ({str(e)[:200]})") from None
+        fixed.set_weights(model.get_weights())
+        return fixed
     if size is not None and size != shape[1]:
         raise EdgekitError(f"{where}: the model takes {shape[1]}x{shape[2]} inputs; got --size {size}")
+    return model
 
 
 def _from_zoo(source, build, crop_fraction, seed):

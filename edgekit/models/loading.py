@@ -1,6 +1,9 @@
 """Loading a user's own Keras model: .keras, .h5 or a SavedModel folder."""
 
+import importlib
 import os
+import re
+import sys
 
 from device_bench.errors import EdgekitError
 from device_bench.runtime import first_line
@@ -25,10 +28,37 @@ def load_keras_model(path, unsafe=False):
         raise
     except Exception as e:
         msg = first_line(e)
+        missing = re.search(r"Could not locate (?:class|function) '([^']+)'", str(e))
+        if missing:
+            raise EdgekitError(f"{path}: the model uses {missing.group(1)!r}, a custom Keras object that is not "
+                               f"registered here: pass --custom-objects MODULE (the module that defines it with "
+                               f"@keras.saving.register_keras_serializable) or MODULE:NAME") from None
         if "safe_mode" in str(e) or "unsafe" in str(e).lower():
             raise EdgekitError(f"{path}: the model needs unsafe deserialization (it holds a Lambda layer "
                                f"or other arbitrary code); pass --unsafe only if you trust the file") from None
         raise EdgekitError(f"{path}: cannot load the model ({msg[:300]})") from None
+
+
+def register_custom_objects(specs):
+    """Import each ``module`` or ``module:name`` (from the working folder too, as `python -m` would), so that
+    a model file holding custom layers loads: a module registers its classes with
+    @keras.saving.register_keras_serializable; ``module:name`` registers that one object under its name."""
+    if not specs:
+        return
+    _, keras = import_tf()
+    for spec in [specs] if isinstance(specs, str) else specs:
+        module_name, _, name = spec.partition(":")
+        sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as e:  # the user's own code: any failure is theirs to see, in one line
+            raise EdgekitError(f"--custom-objects {spec}: cannot import {module_name} ({first_line(e)})") from None
+        finally:
+            sys.path.remove(os.getcwd())
+        if name:
+            if not hasattr(module, name):
+                raise EdgekitError(f"--custom-objects {spec}: {module_name} has no {name!r}")
+            keras.saving.get_custom_objects()[name] = getattr(module, name)
 
 
 def _load_saved_model(path, tf, keras):

@@ -10,6 +10,8 @@ from device_bench.errors import EdgekitError
 from edgekit.models import mobilenet, squeezenet  # noqa: F401  (their @register_model fill the registry)
 from edgekit.models.spec import REGISTRY
 
+MAX_SIZE = 1024  # larger inputs allocate gigabytes of activations before anything could be measured
+
 
 def list_models():
     """All registered model names, sorted, so callers can enumerate the zoo."""
@@ -34,6 +36,8 @@ def resolve_args(name, alpha=None, size=None, classes=None, weights="none"):
     size = spec.default_size if size is None else int(size)
     if size < spec.min_size:
         raise EdgekitError(f"{name} needs an input of at least {spec.min_size} pixels; got {size}")
+    if size > MAX_SIZE:
+        raise EdgekitError(f"{name}: an input of at most {MAX_SIZE} pixels (a classifier on a device); got {size}")
     classes = spec.num_classes if classes is None else int(classes)
     if classes < 2:
         raise EdgekitError(f"a classifier needs at least 2 classes; got {classes}")

@@ -5,11 +5,13 @@ and type is checked before any work starts, and an unknown key names the closest
 """
 
 import difflib
+import math
 import os
 from dataclasses import dataclass, field, fields
 
 from device_bench.errors import EdgekitError
 from device_bench.options import ALL, APIS, DEFAULT_CALIBRATION_COUNT, DEFAULT_REPEAT, PRECISIONS, RUNTIME_APIS, RUNTIMES
+from edgekit.models.registry import MAX_SIZE
 from edgekit.sources import SAMPLE_IMAGES
 
 _MODEL_KEYS = {"name": str, "source": str, "alpha": (int, float), "size": int, "classes": int, "weights": str,
@@ -55,12 +57,16 @@ class Study:
         for name, kind in (("runs", int), ("min_secs", (int, float)), ("calibration_count", int), ("repeat", int),
                            ("cooldown", (int, float))):
             value = getattr(self, name)
-            if not isinstance(value, kind) or isinstance(value, bool) or value < (1 if kind is int else 0):
+            if not isinstance(value, kind) or isinstance(value, bool) or not math.isfinite(value) or \
+                    value < (1 if kind is int else 0):
                 raise EdgekitError(f"{where}: '{name}' must be a {'positive integer' if kind is int else 'number'}, "
                                    f"got {value!r}")
         for name in ("weights", *_PATH_KEYS):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise EdgekitError(f"{where}: '{name}' must be a string, got {getattr(self, name)!r}")
+        for name in ("calibration", "classify", "evaluate", "dataset"):  # inputs: missing is an error, before work
+            if getattr(self, name) and not os.path.exists(getattr(self, name)):
+                raise EdgekitError(f"{where}: '{name}' {getattr(self, name)} does not exist")
         for i, m in enumerate(self.models):
             _check_model(m, f"{where}: models[{i}]")
             if ("train" in m or "compress" in m) and not self.dataset:
@@ -152,6 +158,8 @@ def _check_model(m, where):
     for key, kind in _MODEL_KEYS.items():
         if key in m and (not isinstance(m[key], kind) or isinstance(m[key], bool)):
             raise EdgekitError(f"{where}: '{key}' has the wrong type: {m[key]!r}")
+    if "size" in m and not 1 <= m["size"] <= MAX_SIZE:
+        raise EdgekitError(f"{where}: 'size' must be between 1 and {MAX_SIZE} pixels, got {m['size']}")
     for key in ("mean", "std"):
         if key in m and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in m[key]):
             raise EdgekitError(f"{where}: '{key}' must be a list of numbers, got {m[key]!r}")

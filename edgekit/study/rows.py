@@ -9,6 +9,8 @@ from device_bench.environment import device_label
 from device_bench.errors import EdgekitError
 from device_bench.views import runtime_label
 
+ENVIRONMENT_KEYS = ("cpu", "arch", "python")  # what every results file's environment records (device_bench.environment)
+
 
 def runtime_key(runtime):
     """(name, api, accelerator) of a runtime record, to match a benchmark with the accuracy of the same runtime."""
@@ -111,6 +113,10 @@ def load_results(paths):
                 isinstance(r, dict) and isinstance(r.get("rows"), list) and isinstance(r.get("environment"), dict)
                 for r in found):
             raise EdgekitError(f"{path}: not an edgekit results file (needs 'rows' and 'environment')")
+        for run in found:  # the environment is what makes a figure reproducible: a report without it says nothing
+            missing = [k for k in ENVIRONMENT_KEYS if k not in run["environment"]]
+            if missing:
+                raise EdgekitError(f"{path}: the environment lacks {', '.join(missing)}; not an edgekit results file")
         for run in found:
             try:
                 table_rows(run)
