@@ -42,7 +42,9 @@ def verify_tflite(tflite_bytes, engine, where):
 
 def check_quantized(tflite_bytes, precision, where):
     """Refuse a build of a quantized ``precision`` in which every tensor is still float32: the quantizer
-    recognised none of the model's operators, and the bundle would be the float model under another name."""
+    recognised none of the model's operators (or, TFLiteConverter, found no weights of 1024 values or more),
+    and the bundle would be the float model under another name."""
     if not read_graph(tflite_bytes, where).quantized():
-        raise EdgekitError(f"{where}: the {precision} build holds no quantized tensor (every tensor is still "
-                           f"float32); the quantizer recognised none of the model's operators")
+        raise EdgekitError(f"{where}: the {precision} build holds no quantized tensor: the quantizer left the "
+                           f"whole model float32 (it recognised none of its operators, or found no weights "
+                           f"large enough to quantize)")
