@@ -33,7 +33,8 @@ def fidelity(reference, build):
         "top_class_share": share,
         # agreement figures measure nothing when the reference says the same thing of every image (or the
         # build gives every class the same score)
-        "degenerate_output": bool(np.all(a.max(1) == a.min(1)) or np.all(b.max(1) == b.min(1)) or entropy >= NEAR_UNIFORM
+        "degenerate_output": bool(np.all(a.max(1) == a.min(1)) or np.all(b.max(1) == b.min(1))
+                                  or entropy >= NEAR_UNIFORM
                                   or (a.shape[0] >= MIN_IMAGES and a.shape[1] > 2 and share == 1.0)),
     }
 

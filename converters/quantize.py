@@ -1,7 +1,8 @@
 """From a float .tflite (exported from PyTorch with litert-torch, taken from a model hub, made by a
 colleague) to one bundle per precision, with the LiteRT quantizer and without TensorFlow.
 
-fp32 packages the float file as it is; every other build is checked against it.
+fp32 packages the float file as it is (as the float32 graph it stands for when it has op codes of the older
+schema or float16 weights: converters.tflite_rewrite); every other build is checked against it.
 """
 
 import hashlib
@@ -67,8 +68,10 @@ def tflite_info(path, data, graph, preprocessing, labels):
     classes = output_classes(graph, path)
     if labels is not None and len(labels) != classes:
         raise EdgekitError(f"{len(labels)} labels for a model with {classes} outputs")
-    source = {"kind": "tflite", "path": os.path.abspath(os.fspath(path)), "sha256": hashlib.sha256(data).hexdigest(),
-              "trained": _trained(path)}
+    source = {"kind": "tflite", "path": os.path.abspath(os.fspath(path)), "sha256": hashlib.sha256(data).hexdigest()}
+    trained = _trained(path)
+    if trained is not None:  # absent: not known
+        source["trained"] = trained
     return ModelInfo(name=model_name(path), preprocessing=preprocessing, source=source, params=graph.params,
                      macs=graph.macs, labels=labels)
 

@@ -157,5 +157,8 @@ def test_random_weights_flagged(invoke, keras_files, old_schema, tmp_path):
                                 tmp_path / "q", "--json"))["bundles"][0]["fidelity"]
     assert near_uniform["degenerate_output"] and near_uniform["entropy"] > 0.99, near_uniform
     zoo = _json(invoke("convert", "squeezenet1_1", "--size", 48, "--classes", 3, "-p", "fp32", "-o",
-                       tmp_path / "zoo", "--json"))["bundles"][0]["fidelity"]
-    assert zoo["trained_weights"] is False  # random weights, and said so
+                       tmp_path / "zoo", "--json"))["bundles"][0]
+    assert zoo["fidelity"]["trained_weights"] is False  # random weights, and said so
+    again = _json(invoke("quantize", zoo["bundle"], "-p", "fp32", "--calibration", SAMPLES, "-o", tmp_path / "zq",
+                         "--json"))["bundles"][0]["fidelity"]
+    assert again["trained_weights"] is False  # and still said of a bundle made from that bundle
