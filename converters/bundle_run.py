@@ -16,7 +16,7 @@ import numpy as np
 from converters.bundle_writer import write_bundle
 from converters.calibration import load_calibration
 from converters.fidelity import fidelity
-from converters.keras_to_tflite import verify_tflite
+from converters.tflite_check import check_quantized, verify_tflite
 from device_bench import __version__
 from device_bench.errors import EdgekitError
 from device_bench.images import list_images, load_input
@@ -139,6 +139,8 @@ class BundleRun:
         data = self._litert_build(p, extra) if q == "litert" else self.make(p)
         seconds = time.perf_counter() - t0
         extra["graph_sha256"] = hashlib.sha256(data).hexdigest()  # the converter's output, before any metadata
+        if p != "fp32":
+            check_quantized(data, p, where)
         interp = self._verified(data, p, where)
         fid = self._fidelity(interp, build)
         if q == "litert" and (p, "tflite") in self._outputs and build in self._outputs:
@@ -155,7 +157,8 @@ class BundleRun:
             bundle.layer_report = self._layer_report(folder, data, where)
         self.progress(f"{where}: wrote {folder} ({bundle.file_size / 1e6:.2f} MB"
                       + (f", top-1 agreement {fid['top1_agreement']:.1%} on {fid['images']} images"
-                         if fid and fid["trained_weights"] and not fid["degenerate_output"] else "") + ")")
+                         if fid and fid["trained_weights"] is not False and not fid["degenerate_output"] else "")
+                      + ")")
         return bundle
 
     def after_write(self, bundle, build):
@@ -219,7 +222,8 @@ class BundleRun:
         if reference is None:
             return None
         tfl = self._outputs[build] = np.stack([interp.predict(x) for x in self.fid_inputs])
-        return dict(fidelity(reference, tfl), trained_weights=bool(self.info.source.get("trained", True)))
+        # True or False when the source says (a zoo model's weights), else None: not known
+        return dict(fidelity(reference, tfl), trained_weights=self.info.source.get("trained"))
 
 
 def _eval_inputs(folder, input_shape, preprocessing, progress):

@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import warnings
 
+from converters.progress import to_stderr
 from device_bench import __version__
 from device_bench import manifest as mf
 from device_bench.errors import EdgekitError
@@ -54,7 +55,7 @@ def model_file(tflite_bytes, manifest, labels=None, warn=None):
                         f"{manifest['input']['dtype']}", mean=mean, std=std, labels=labels,
             entries={mf.META_MANIFEST: text})
     for w in caught:
-        (warn or print)(f"{manifest['name']}: {w.message}")
+        (warn or to_stderr)(f"{manifest['name']}: {w.message}")
     if data.count(placeholder) != 1:
         raise EdgekitError(f"{manifest['name']}: could not place the manifest in the model file")
     manifest["file_size"] = len(data)

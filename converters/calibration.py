@@ -4,12 +4,13 @@ import os
 
 import numpy as np
 
+from converters.progress import to_stderr
 from device_bench.errors import EdgekitError
 from device_bench.images import list_images, load_input
 from device_bench.options import DEFAULT_CALIBRATION_COUNT
 
 
-def load_calibration(folder, input_shape, preprocessing, count=DEFAULT_CALIBRATION_COUNT, warn=print):
+def load_calibration(folder, input_shape, preprocessing, count=DEFAULT_CALIBRATION_COUNT, warn=to_stderr):
     """Up to ``count`` preprocessed [1,H,W,C] float32 batches; undecodable files are named and skipped."""
     folder = os.fspath(folder)
     if not os.path.isdir(folder):

@@ -2,17 +2,14 @@
 
 Why this path: with a dynamic batch, MobileNet V1 gains SHAPE/STRIDED_SLICE/PACK ops and is no
 longer fully delegated to XNNPACK; and from_concrete_functions(..., keras_model) writes a broken
-file under Keras 3 (weights left as variables, NaN outputs). verify_tflite catches such a file.
+file under Keras 3 (weights left as variables, NaN outputs). converters.tflite_check.verify_tflite
+catches such a file.
 """
 
 import re
 
-import numpy as np
-
 from device_bench.errors import EdgekitError
 from device_bench.options import DEFAULT_IO, IO_TYPES, PRECISIONS
-
-_VARIABLE_OPS = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"}
 
 
 def export_saved_model(model, path):
@@ -71,60 +68,3 @@ def describe_conversion_error(e):
                 f"or pass --allow-tf-ops (the result then needs TensorFlow on the device)")
     lines = [l for l in text.splitlines() if "error" in l.lower()] or text.splitlines() or [type(e).__name__]
     return f"conversion failed: {lines[0].strip()[:400]}"
-
-
-def _operator_codes(tflite_bytes):
-    """(the flatbuffer Model, the name of each operator code it declares, in order)."""
-    from device_bench.manifest import tflite_schema
-    schema = tflite_schema()
-    model = schema.Model.GetRootAs(tflite_bytes, 0)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    codes = []
-    for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i)
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        codes.append(names.get(builtin, str(builtin)) if builtin != schema.BuiltinOperator.CUSTOM
-                     else (code.CustomCode() or b"CUSTOM").decode())
-    return model, codes
-
-
-def op_names(tflite_bytes):
-    """Operator names in a .tflite file, to spot broken conversions and ops that need TensorFlow."""
-    return set(_operator_codes(tflite_bytes)[1])
-
-
-def op_sequence(tflite_bytes):
-    """The operators of a .tflite file in execution order (every subgraph), e.g. ['QUANTIZE', 'CONV_2D', ...]."""
-    model, codes = _operator_codes(tflite_bytes)
-    out = []
-    for g in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(g)
-        out += [codes[graph.Operators(i).OpcodeIndex()] for i in range(graph.OperatorsLength())]
-    return out
-
-
-def op_counts(tflite_bytes):
-    """How many times each operator runs in a .tflite file, e.g. {'CONV_2D': 35, 'ADD': 10}."""
-    from collections import Counter
-    return dict(Counter(op_sequence(tflite_bytes)))
-
-
-def verify_tflite(tflite_bytes, engine, where):
-    """Reject a file that kept its weights as variables, or that outputs NaN (the Keras 3 trap).
-
-    ``engine`` is the converted model already open in LiteRT (a device_bench Engine; the fidelity check
-    reuses it).
-    """
-    variable_ops = op_names(tflite_bytes) & _VARIABLE_OPS
-    if variable_ops:
-        raise EdgekitError(f"{where}: broken conversion, weights left as variable ops "
-                           f"({', '.join(sorted(variable_ops))}); the file would output garbage")
-    inp = engine.input_details[0]
-    try:
-        engine.set_input(np.zeros(inp["shape"], inp["dtype"]))
-        engine.invoke()
-        out = engine.get_output()
-    except Exception as e:
-        raise EdgekitError(f"{where}: the converted model does not run in LiteRT ({e})") from None
-    if not np.all(np.isfinite(out.astype(np.float64))):
-        raise EdgekitError(f"{where}: broken conversion, the converted model outputs NaN or infinity")

@@ -16,6 +16,7 @@ import numpy as np
 
 from converters.bundle_run import BundleRun, build_label
 from converters.keras_to_tflite import convert, export_saved_model
+from converters.progress import to_stderr
 from device_bench.errors import EdgekitError
 from device_bench.images import list_images
 from device_bench.manifest import MANIFEST_NAME
@@ -31,7 +32,7 @@ class ModelInfo:
     """What is known of the model being converted: its name, pixels, origin, size and classes."""
     name: str
     preprocessing: dict
-    source: dict  # at least {"sha256": ...}; "trained": False for random weights
+    source: dict  # at least {"sha256": ...}; "trained": True, False (random weights), or absent/None: not known
     params: int
     macs: int
     labels: list = None
@@ -108,7 +109,7 @@ def weights_sha256(model):
     return h.hexdigest()
 
 
-def plan(info, settings, progress=print):
+def plan(info, settings, progress=to_stderr):
     """(bundles kept as they are, builds to make, {(precision, quantizer): (folder, settings hash)})."""
     targets = {(p, q): (settings.folder(info.name, p, q),
                         settings_hash(info.source["sha256"], p, info.preprocessing, settings.hashed(p, q)))
@@ -125,7 +126,7 @@ def plan(info, settings, progress=print):
     return kept, todo, targets
 
 
-def build_bundles(info, settings, open_run, progress=print):
+def build_bundles(info, settings, open_run, progress=to_stderr):
     """One Bundle per build (failures as error Bundles, the other builds still made); ``open_run(targets,
     todo)`` gives the BundleRun that makes them."""
     kept, todo, targets = plan(info, settings, progress)
@@ -142,7 +143,7 @@ def build_bundles(info, settings, open_run, progress=print):
     return sorted(kept + made, key=lambda b: order[(b.precision, b.quantizer)])
 
 
-def convert_model(model, info, settings, progress=print):
+def convert_model(model, info, settings, progress=to_stderr):
     """Write OUTDIR/NAME_PRECISION/ for each precision of a Keras model; one Bundle each."""
     return build_bundles(info, settings, lambda targets, todo: _Conversion(model, info, settings, targets, todo,
                                                                           progress), progress)

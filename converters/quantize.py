@@ -1,7 +1,8 @@
 """From a float .tflite (exported from PyTorch with litert-torch, taken from a model hub, made by a
 colleague) to one bundle per precision, with the LiteRT quantizer and without TensorFlow.
 
-fp32 packages the float file as it is; every other build is checked against it.
+fp32 packages the float file as it is (as the float32 graph it stands for when it has op codes of the older
+schema or float16 weights: converters.tflite_rewrite); every other build is checked against it.
 """
 
 import hashlib
@@ -11,7 +12,10 @@ import numpy as np
 
 from converters.bundle_run import BundleRun
 from converters.pipeline import ModelInfo, build_bundles
+from converters.progress import to_stderr
+from converters.tflite_check import classifier_classes
 from converters.tflite_graph import read_graph
+from converters.tflite_rewrite import float32_model
 from device_bench.errors import EdgekitError
 from device_bench.manifest import MODEL_NAME, ModelRef, read_bundle
 from device_bench.predict import Predictor
@@ -24,14 +28,25 @@ def tflite_source(path):
     with open(ref.tflite_path, "rb") as f:
         data = f.read()
     graph = read_graph(data, ref.tflite_path)
-    quantized = graph.quantized()
+    # float16 weights are a float model stored small: quantize_model makes them float32 again
+    quantized = graph.quantized(ignore=graph.float16_weights())
     if quantized:
         raise EdgekitError(f"{ref.tflite_path}: already quantized (tensor {quantized[0]!r} is not float32); "
                            f"give the float model")
     if len(graph.inputs) != 1 or len(graph.tensors[graph.inputs[0]]["shape"]) != 4:
         shapes = [graph.tensors[i]["shape"] for i in graph.inputs]
         raise EdgekitError(f"{ref.tflite_path}: expected one image input [1, H, W, C], got {shapes}")
+    output_classes(graph, ref.tflite_path)
     return data, graph, ref
+
+
+def output_classes(graph, where):
+    """The number of classes of the model's one class-score output; EdgekitError naming ``where`` when the
+    model is not an image classifier (several outputs, a segmentation or detection output)."""
+    if len(graph.outputs) != 1:
+        raise EdgekitError(f"{where}: not an image classifier: expected one class-score output, the model has "
+                           f"{len(graph.outputs)}")
+    return classifier_classes(graph.tensors[graph.outputs[0]]["shape"], where)
 
 
 def model_name(path):
@@ -50,17 +65,30 @@ def model_name(path):
 
 def tflite_info(path, data, graph, preprocessing, labels):
     """The ModelInfo of a float .tflite: parameters and multiply-adds are counted in the file itself."""
-    classes = int(np.prod(graph.tensors[graph.outputs[0]]["shape"][1:] or [1]))
+    classes = output_classes(graph, path)
     if labels is not None and len(labels) != classes:
         raise EdgekitError(f"{len(labels)} labels for a model with {classes} outputs")
     source = {"kind": "tflite", "path": os.path.abspath(os.fspath(path)), "sha256": hashlib.sha256(data).hexdigest()}
+    trained = _trained(path)
+    if trained is not None:  # absent: not known
+        source["trained"] = trained
     return ModelInfo(name=model_name(path), preprocessing=preprocessing, source=source, params=graph.params,
                      macs=graph.macs, labels=labels)
 
 
-def quantize_model(data, graph, info, settings, progress=print):
-    """Write OUTDIR/NAME_PRECISION/ for each precision of a float .tflite; one Bundle each."""
+def _trained(path):
+    """Whether the model's weights are trained, as far as its manifest (embedded, or its bundle's) says:
+    True, False (random weights) or None (not known)."""
+    manifest = read_bundle(path, verify=False).manifest
+    return manifest["source"].get("trained") if manifest else None
+
+
+def quantize_model(data, graph, info, settings, progress=to_stderr):
+    """Write OUTDIR/NAME_PRECISION/ for each precision of a float .tflite; one Bundle each. A file of the
+    older schema, or with float16 weights, is first rewritten into the float32 graph it stands for."""
     from converters.litert_quantize import add_signature
+    data = float32_model(data)
+    graph = read_graph(data)
     data = add_signature(data, graph)
     return build_bundles(info, settings, lambda targets, todo: _Quantization(data, graph, info, settings, targets,
                                                                             todo, progress), progress)
@@ -74,8 +102,7 @@ class _Quantization(BundleRun):
     def __init__(self, data, graph, info, settings, targets, todo, progress):
         self.data, self._reference = data, None
         shape = graph.tensors[graph.inputs[0]]["shape"]
-        super().__init__(info, settings, targets, todo, progress, [1, *shape[1:]],
-                         int(np.prod(graph.tensors[graph.outputs[0]]["shape"][1:] or [1])))
+        super().__init__(info, settings, targets, todo, progress, [1, *shape[1:]], output_classes(graph, info.name))
 
     def make(self, precision):
         """fp32 is the float file itself."""

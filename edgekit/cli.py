@@ -246,7 +246,7 @@ def _print_recovery(rec):
 def _fidelity_note(fid):
     if not fid:
         return ""
-    if not fid["trained_weights"]:
+    if fid["trained_weights"] is False:
         return "  (random weights: fidelity figures measure nothing)"
     if fid["degenerate_output"]:
         return "  (every output equal: agreement measures nothing)"

@@ -125,7 +125,7 @@ def test_unsupported_layer_is_named_through_the_cli(invoke, tmp_path):
                   "--allow-tf-ops", "-o", tmp_path / "out")
     assert flex.exit_code == 0, flex.output
     assert "a device without TensorFlow cannot run it" in flex.output
-    from converters.keras_to_tflite import op_names
+    from converters.tflite_graph import op_names
     assert "FlexResizeBicubic" in op_names((tmp_path / "out" / "bicubic_fp32" / "model.tflite").read_bytes())
     bench = invoke("bench", tmp_path / "out" / "bicubic_fp32", "--runs", "1", "--min-secs", "0", "--json")
     assert bench.exit_code == 1 and "bicubic" in json.loads(bench.stdout)[0]["error"]
@@ -147,7 +147,7 @@ def test_lambda_model_converts_only_with_unsafe(invoke, tmp_path):
 def test_broken_variable_file_is_caught(tmp_path):
     """from_concrete_functions(..., keras_model) leaves weights as variables under Keras 3."""
     import tensorflow as tf
-    from converters.keras_to_tflite import verify_tflite
+    from converters.tflite_check import verify_tflite
     from device_bench.errors import EdgekitError
     from edgekit.models import create_model
     model = create_model("mobilenet_v2", alpha=0.35, size=64, classes=10)

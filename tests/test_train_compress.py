@@ -142,7 +142,7 @@ def test_qat_int8_matches_fp32_with_no_quantize_inside(trained, invoke, digits, 
     dense, q = record["measurements"]
     assert q["quantize_ops"] == 0 and record["steps"][0]["details"]["folded_batchnorms"] > 30
     # converted again like any other model; float I/O puts QUANTIZE and DEQUANTIZE at the edges only
-    from converters.keras_to_tflite import op_sequence
+    from converters.tflite_graph import op_sequence
     test_top1 = {}
     for name, source, precision, io in (("fp32", dense_path, "fp32", "int8"), ("qat", tmp_path / "q.keras", "int8", "int8"),
                                         ("qat-float-io", tmp_path / "q.keras", "int8", "float32")):

@@ -129,7 +129,7 @@ def measure(model, stage, stage_meta, data, calibration, workdir, progress):
     """Keras top-1, then the int8 bundle `edgekit convert` makes of the stage's .keras file (same pipeline,
     same calibration folder, so the same file): LiteRT top-1, raw and gzip size, quantize ops, p50 latency."""
     import numpy as np
-    from converters.keras_to_tflite import op_counts
+    from converters.tflite_graph import op_counts
     from device_bench.options import BenchParams
     from device_bench.predict import open_predictor
     from device_bench.sweep import run_isolated
