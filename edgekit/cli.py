@@ -249,7 +249,7 @@ def _fidelity_note(fid):
     if fid["trained_weights"] is False:
         return "  (random weights: fidelity figures measure nothing)"
     if fid["degenerate_output"]:
-        return "  (every output equal: agreement measures nothing)"
+        return "  (near-constant outputs, one class for every image: agreement measures nothing)"
     return f"  top-1 agreement {fid['top1_agreement']:.1%}, cosine {fid['cosine']:.4f}"
 
 
