@@ -149,8 +149,8 @@ def check_memory(model_path, max_memory_mb=None):
     limit = max_memory_mb or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 / 1e6
     need = tensor_bytes(model_path)
     if need is not None and need > limit * 1e6:  # compared as int and float: a damaged shape's 10^400 bytes
-        mb = f"{need // 10**6:,} MB" if need < 10**18 else "more bytes than any machine has (a damaged shape?),"
-        raise EdgekitError(f"{model_path}: its tensors declare {mb} more than the {limit:,.0f} MB allowed "
+        size = f"{need // 10**6:,} MB" if need < 10**18 else "an impossible size (a damaged shape?)"
+        raise EdgekitError(f"{model_path}: its tensors declare {size}, more than the {limit:,.0f} MB allowed "
                            f"(--max-memory changes the limit)")
 
 
