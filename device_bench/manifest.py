@@ -247,8 +247,8 @@ def _standard(buf):
             prep = None
     files = [f["name"] for f in out.get("associated_files") or [] if f["type"] == "TENSOR_AXIS_LABELS"]
     blob = meta["packed_files"].get(files[0]) if files else None
-    labels = [l for l in blob.decode("utf-8", "replace").splitlines() if l] or None if blob else None
-    return {"preprocessing": prep, "labels": labels}
+    labels = [l for l in blob.decode("utf-8", "replace").splitlines() if l] if blob else []
+    return {"preprocessing": prep, "labels": labels or None}
 
 
 def verify_model_file(model_path, manifest):
@@ -337,7 +337,7 @@ def read_embedded(path):
         raise EdgekitError(f"{path} is a Keras model: {CONVERT_FIRST}")
     buf = read_regular(path, MAX_MODEL_BYTES, "model file")
     if len(buf) < 8 or buf[4:8] != b"TFL3":
-        if buf[:8] == b"\x89HDF\r\n\x1a\n" or (buf[:2] == b"PK" and b"config.json" in buf[:4096]):
+        if buf[:8] == b"\x89HDF\r\n\x1a\n":  # an HDF5 file under another name
             raise EdgekitError(f"{path} is a Keras model: {CONVERT_FIRST}")
         raise EdgekitError(f"{path}: not a TFLite model (no TFL3 identifier)")
     out = dict(_packed_labels(buf), file_size=len(buf))

@@ -91,8 +91,8 @@ class Predictor:
     def load(self, image_path):
         """Read an image as the model's input, refusing to guess pixel scaling that no manifest declares."""
         if self.preprocessing is None:
-            raise EdgekitError(f"{self.ref.tflite_path}: no manifest says how to scale pixels; "
-                               f"give --mean and --std (e.g. --mean 127.5 --std 127.5)")
+            raise EdgekitError(f"{self.ref.tflite_path}: neither a manifest nor standard metadata says how to scale "
+                               f"pixels; give --mean and --std (e.g. --mean 127.5 --std 127.5)")
         return load_input(image_path, self.input_shape, self.preprocessing)
 
     def label(self, index):
