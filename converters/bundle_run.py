@@ -5,6 +5,7 @@ with the reference, the manifest, writing the bundle, the per-layer report and m
 Nothing here imports TensorFlow: `edgekit quantize` runs this where TensorFlow cannot be installed.
 """
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -20,9 +21,9 @@ from converters.tflite_check import check_quantized, verify_tflite
 from device_bench import __version__
 from device_bench.errors import EdgekitError
 from device_bench.images import list_images, load_input
-from device_bench.manifest import FORMAT, ModelRef
+from device_bench.manifest import FORMAT
 from device_bench.options import CALIBRATED
-from device_bench.predict import Predictor
+from device_bench.predict import temporary_predictor
 from device_bench.records import Bundle
 from device_bench.silence import quiet_stderr
 
@@ -141,12 +142,12 @@ class BundleRun:
         extra["graph_sha256"] = hashlib.sha256(data).hexdigest()  # the converter's output, before any metadata
         if p != "fp32":
             check_quantized(data, p, where)
-        interp = self._verified(data, p, where)
-        fid = self._fidelity(interp, build)
-        if q == "litert" and (p, "tflite") in self._outputs and build in self._outputs:
-            extra["versus_tflite"] = fidelity(self._outputs[(p, "tflite")], self._outputs[build])
-        folder = self.targets[build][0]
-        manifest = self.manifest(build, interp, fid, seconds, extra)
+        with self._verified(data, where) as interp:
+            fid = self._fidelity(interp, build)
+            if q == "litert" and (p, "tflite") in self._outputs and build in self._outputs:
+                extra["versus_tflite"] = fidelity(self._outputs[(p, "tflite")], self._outputs[build])
+            folder = self.targets[build][0]
+            manifest = self.manifest(build, interp, fid, seconds, extra)
         written = write_bundle(folder, data, manifest, self.info.labels, force=True,
                                warn=lambda m: self.progress(f"warning: {m}"))
         bundle = Bundle(precision=p, path=folder, file_size=written["file_size"], fidelity=fid,
@@ -200,20 +201,20 @@ class BundleRun:
             out["quantizer"] = quantizer
         return dict(out, **(extra or {}))
 
-    def _verified(self, data, p, where):
-        """The model open in LiteRT, after the broken-conversion checks; None with TF ops."""
+    @contextlib.contextmanager
+    def _verified(self, data, where):
+        """The model open in LiteRT for the block, after the broken-conversion checks; None with TF ops."""
         if self.settings.allow_tf_ops:
             self.progress(f"warning: {where} may hold TensorFlow ops; a device without TensorFlow cannot run it")
-            return None
-        raw = os.path.join(self.tmp.name, f"{p}.tflite")
-        with open(raw, "wb") as f:
-            f.write(data)
-        try:
-            interp = Predictor(ModelRef(raw))
-        except EdgekitError as e:
-            raise EdgekitError(f"{where}: the converted model does not load in LiteRT ({e})") from None
-        verify_tflite(data, interp.engine, where)
-        return interp
+            yield None
+            return
+        with contextlib.ExitStack() as stack:
+            try:
+                interp = stack.enter_context(temporary_predictor(data))
+            except EdgekitError as e:
+                raise EdgekitError(f"{where}: the converted model does not load in LiteRT ({e})") from None
+            verify_tflite(data, interp.engine, where)
+            yield interp
 
     def _fidelity(self, interp, build):
         if interp is None or self.fid_inputs is None:

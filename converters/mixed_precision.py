@@ -10,12 +10,9 @@ faster than fp32 here, the search stops at the first mixed build slower than fp3
 lost what int8 was for. The host CPU is only a stand-in for the device, so --no-latency-limit lifts this.
 """
 
-import os
-
 from converters.layer_errors import REPORT_IMAGES, layer_errors
 from converters.tflite_graph import read_graph
 from device_bench.errors import EdgekitError
-from device_bench.manifest import ModelRef
 from device_bench.options import BenchParams
 from device_bench.silence import quiet_stderr
 
@@ -104,12 +101,9 @@ def _measure(run, data, name):
     """Top-1 on the evaluation images, file size and median latency (LiteRT, one thread) of one build."""
     from device_bench.bench import run_benchmark
     from device_bench.evaluate import evaluate
-    from device_bench.predict import Predictor
-    path = os.path.join(run.tmp.name, f"{name}.tflite")
-    with open(path, "wb") as f:
-        f.write(data)
-    predictor = Predictor(ModelRef(path, labels=run.info.labels), preprocessing=run.info.preprocessing)
-    result = evaluate(predictor, run.settings.eval_dir)
-    with quiet_stderr():
-        latency = run_benchmark(path, LATENCY_PARAMS).latency_ms["p50"]
+    from device_bench.predict import temporary_predictor
+    with temporary_predictor(data, labels=run.info.labels, preprocessing=run.info.preprocessing) as predictor:
+        result = evaluate(predictor, run.settings.eval_dir)
+        with quiet_stderr():
+            latency = run_benchmark(predictor.ref.tflite_path, LATENCY_PARAMS).latency_ms["p50"]
     return {"top1": result.top1, "images": result.count, "size": len(data), "latency_ms": round(latency, 4)}

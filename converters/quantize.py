@@ -17,8 +17,8 @@ from converters.tflite_check import classifier_classes
 from converters.tflite_graph import read_graph
 from converters.tflite_rewrite import float32_model
 from device_bench.errors import EdgekitError
-from device_bench.manifest import MODEL_NAME, ModelRef, read_bundle
-from device_bench.predict import Predictor
+from device_bench.manifest import MODEL_NAME, read_bundle
+from device_bench.predict import temporary_predictor
 
 
 def tflite_source(path):
@@ -117,11 +117,8 @@ class _Quantization(BundleRun):
     def reference(self):
         """The float file's own outputs on the fidelity images (computed once)."""
         if self._reference is None:
-            path = os.path.join(self.tmp.name, "float.tflite")
-            with open(path, "wb") as f:
-                f.write(self.data)
-            float_model = Predictor(ModelRef(path))
-            self._reference = np.stack([float_model.predict(x) for x in self.fid_inputs])
+            with temporary_predictor(self.data) as float_model:
+                self._reference = np.stack([float_model.predict(x) for x in self.fid_inputs])
         return self._reference
 
     def versions(self):

@@ -6,6 +6,7 @@ line `Error: ...` and exit non-zero.
 
 import argparse
 import json
+import os
 import sys
 
 from device_bench.errors import EdgekitError
@@ -126,14 +127,22 @@ def main(argv=None):
     from device_bench import silence
     silence.VERBOSE = a.verbose
     try:
-        return {"bench": cmd_bench, "classify": cmd_classify, "evaluate": cmd_evaluate,
-                "inspect": cmd_inspect}[a.command](a)
+        status = {"bench": cmd_bench, "classify": cmd_classify, "evaluate": cmd_evaluate,
+                  "inspect": cmd_inspect}[a.command](a)
+        sys.stdout.flush()  # here, so that a closed pipe is met inside this try and not at exit
+        interrupts.finished()
+        return status
     except EdgekitError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("Error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader left (`... --json | head -1`): as Python's docs advise, point stdout at devnull so that
+        # the flush at exit does not fail again, and exit quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

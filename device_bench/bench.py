@@ -18,12 +18,12 @@ from device_bench import environment
 from device_bench.ceiling import try_ceiling
 from device_bench.engines import open_engine
 from device_bench.errors import AcceleratorUnavailable, EdgekitError
-from device_bench.images import load_input, quantize
+from device_bench.inputs import make_input
 from device_bench.manifest import check_tensors, read_bundle
 from device_bench.options import BenchParams
 from device_bench.records import BenchResult
 from device_bench.repeats import with_processes
-from device_bench.runtime import resolve_runtime
+from device_bench.runtime import first_line, resolve_runtime
 from device_bench.stats import summarize
 
 POLL_SECONDS = 0.05
@@ -62,37 +62,6 @@ class _MemoryPoller(threading.Thread):
         self.sample()
         while not self.stop.wait(POLL_SECONDS):
             self.sample()
-
-
-def make_input(detail, ref, source):
-    """The input tensor: random by default, or an image / .npy preprocessed per the manifest."""
-    shape = [int(v) for v in detail["shape"]]
-    dtype = np.dtype(detail["dtype"])
-    scale, zero = detail["quantization"]
-    if source is None:
-        # random bytes rather than numpy.random, whose import alone costs ~7 MB of resident memory
-        count = int(np.prod(shape))
-        raw = np.frombuffer(os.urandom(count * dtype.itemsize), dtype=np.uint8)
-        if dtype.kind == "f":
-            return (raw[:count].astype(np.float32) / 127.5 - 1.0).astype(dtype).reshape(shape)
-        return raw.view(dtype).reshape(shape).copy()
-    if source.endswith(".npy"):
-        try:
-            arr = np.load(source, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise EdgekitError(f"{source}: cannot read as .npy ({e})") from None
-        if list(arr.shape) != shape:
-            raise EdgekitError(f"{source}: shape {list(arr.shape)} does not fit the model's input {shape}")
-        if arr.dtype == dtype:
-            return arr
-        if arr.dtype.kind == "f":
-            return quantize(arr.astype(np.float32), dtype, scale, zero)
-        raise EdgekitError(f"{source}: dtype {arr.dtype} does not fit the model's input {dtype.name}")
-    prep = (ref.manifest or {}).get("input", {}).get("preprocessing")
-    if prep is None:
-        raise EdgekitError(f"{ref.tflite_path}: no manifest, so an image input cannot be preprocessed; use a .npy")
-    return quantize(load_input(source, shape, prep), dtype, scale, zero)
-
 
 
 def timed_runs(invoke, params, warnings):
@@ -181,14 +150,18 @@ def _measure(engine, ref, params, warnings):
     check_tensors(ref, inputs[0], engine.output_details[0])
     if len(inputs) != 1:
         warnings.append("the model has several inputs; only the first is fed")
-    engine.set_input(make_input(inputs[0], ref, params.input))
+    x = make_input(inputs[0], ref, params.input)
     input_dtype = np.dtype(inputs[0]["dtype"]).name
     if engine.runtime.name == "tflite-runtime" and (input_dtype in ("int8", "uint8") or
                                                     (ref.manifest or {}).get("precision") == "int8"):
         warnings.append("tflite-runtime does not apply XNNPACK to int8 models: expect int8 to run many times "
                         "slower than in LiteRT (pip install ai-edge-litert)")
     warnings += engine.notes
-    first_ms, warm, times = timed_runs(engine.invoke, params, warnings)
+    try:
+        engine.set_input(x)
+        first_ms, warm, times = timed_runs(engine.invoke, params, warnings)
+    except (RuntimeError, ValueError) as e:  # "Input tensor 71 lacks data": a damaged graph
+        raise EdgekitError(f"{ref.tflite_path}: the runtime failed running the model ({first_line(e)})") from None
     return {"first_ms": first_ms, "warm": warm, "times": times, "input_dtype": input_dtype}
 
 

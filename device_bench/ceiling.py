@@ -14,6 +14,7 @@ import tempfile
 import time
 
 from device_bench.errors import EdgekitError
+from device_bench.inputs import make_input
 from device_bench.safe_write import atomic_path
 
 # Which kernel bounds a build: fp16 weights run as fp32 (XNNPACK's default); dynamic-range builds run
@@ -44,7 +45,6 @@ def kernel_path(precision):
 
 def _time_kernel(engine, min_secs):
     """Best and median milliseconds of the kernel after a short warm-up, bounded by runs and seconds."""
-    from device_bench.bench import make_input
     detail = engine.input_details[0]
     engine.set_input(make_input(detail, None, None))
     for _ in range(WARMUP_RUNS):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from device_bench.errors import EdgekitError
-from device_bench.images import list_images
+from device_bench.images import IMAGE_EXTENSIONS, list_images
 from device_bench.records import ImagePrediction, Predictions
 
 
@@ -19,8 +19,11 @@ def classify(predictor, paths, top_k=None):
     ``top_k`` defaults to 5, or every class when the model has fewer; a value given is checked."""
     top_k = min(5, predictor.num_outputs) if top_k is None else top_k
     _check_top_k(top_k, predictor)
+    images = list_images(paths)
+    if not images:
+        raise EdgekitError(f"{', '.join(map(str, paths))}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")
     out = []
-    for path in list_images(paths):
+    for path in images:
         try:
             probs = predictor.predict(predictor.load(path))
         except EdgekitError as e:

@@ -114,7 +114,7 @@ def load_image(path, channels=3):
                 im.seek(0)
                 im.load()
                 im = ImageOps.exif_transpose(im)
-                return _to_8bit(im, channels)
+                return _to_8bit(im, channels, path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise EdgekitError(f"{path}: refused as a possible decompression bomb ({e})") from None
     except Image.UnidentifiedImageError:
@@ -132,11 +132,13 @@ def pillow():
     return Image, ImageOps
 
 
-def _to_8bit(im, channels):
+def _to_8bit(im, channels, path):
     Image, _ = pillow()
 
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         arr = np.asarray(im, dtype=np.float64)
+        if not np.isfinite(arr).all():  # NaN or infinite pixels have no 8-bit value
+            raise EdgekitError(f"{path}: float image with NaN or infinite pixels")
         top = 1.0 if im.mode == "F" and arr.max() <= 1.0 else (255.0 if arr.max() <= 255 else 65535.0)
         im = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
@@ -155,7 +157,8 @@ def preprocess(image, height, width, prep):
     # the largest box with the target's aspect ratio, scaled by the crop fraction, centred
     scale = min(w / width, h / height) * frac
     bw, bh = width * scale, height * scale
-    box = ((w - bw) / 2, (h - bh) / 2, (w + bw) / 2, (h + bh) / 2)
+    # clamped: at crop 1.0 rounding can put an edge at -1e-14 or w + 1e-14, which Pillow refuses
+    box = (max(0.0, (w - bw) / 2), max(0.0, (h - bh) / 2), min(float(w), (w + bw) / 2), min(float(h), (h + bh) / 2))
     resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[
         prep.get("resize", "bilinear")]
     arr = np.asarray(image.resize((width, height), resample=resample, box=box), dtype=np.float32)

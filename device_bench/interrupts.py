@@ -22,5 +22,12 @@ def install():
         signal.signal(sig, _handler)
 
 
+def finished():
+    """The command's work is done and printed: a signal from now on (during the runtime's teardown at exit)
+    has nothing left to stop, so it is ignored instead of ending the process with -2 and no message."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def interrupted():
     return bool(_received)

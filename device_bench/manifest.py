@@ -25,6 +25,8 @@ MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few KB; refuse what could only b
 MAX_LABELS_BYTES = 16 << 20
 MAX_MODEL_BYTES = 4 << 30
 MAX_SIDE = 1 << 15  # pixels; larger inputs are refused before any allocation
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+CONVERT_FIRST = "convert it first with `edgekit convert` (device_bench reads TFLite models and bundles)"
 
 
 def _number(nonzero=False):
@@ -115,11 +117,19 @@ def _short(value):
 class ModelRef:
     """A model as the device side sees it: the .tflite path, its manifest and labels, if known."""
 
-    def __init__(self, tflite_path, manifest=None, labels=None, origin=None):
+    def __init__(self, tflite_path, manifest=None, labels=None, origin=None, standard_preprocessing=None):
         self.tflite_path = tflite_path
         self.manifest = manifest
         self.labels = labels
-        self.origin = origin  # "bundle", "embedded" or None
+        self.origin = origin  # "bundle", "embedded", "standard" (TFLite Metadata only) or None
+        self.standard_preprocessing = standard_preprocessing  # from NormalizationOptions, for a bare file
+
+    @property
+    def preprocessing(self):
+        """How pixels become the input: the manifest's, else the standard metadata's; None when unknown."""
+        if self.manifest:
+            return self.manifest["input"]["preprocessing"]
+        return self.standard_preprocessing
 
     @property
     def name(self):
@@ -139,7 +149,13 @@ def read_regular(path, limit, what):
         if st.st_size > limit:
             raise EdgekitError(f"{path}: {what} is {st.st_size:,} bytes, more than the {limit:,} allowed")
         with open(path, "rb") as f:
-            data = f.read(limit + 1)
+            # ask for what stat says, not the limit: read(limit) reserves the limit (4 GiB for a model)
+            data = f.read(st.st_size)
+            while len(data) <= limit:  # a file that grew since the stat (or /proc, which says 0)
+                more = f.read(min(1 << 20, limit + 1 - len(data)))
+                if not more:
+                    break
+                data += more
     except OSError as e:
         raise EdgekitError(f"{path}: cannot read {what} ({e.strerror or e})") from None
     if len(data) > limit:
@@ -177,6 +193,8 @@ def read_bundle(path, verify=True):
     if os.path.isdir(path):
         manifest_path = os.path.join(path, MANIFEST_NAME)
         model_path = os.path.join(path, MODEL_NAME)
+        if os.path.exists(os.path.join(path, "saved_model.pb")):
+            raise EdgekitError(f"{path} is a TensorFlow SavedModel: {CONVERT_FIRST}")
         for name in (MODEL_NAME, MANIFEST_NAME):
             if not os.path.lexists(os.path.join(path, name)):
                 raise EdgekitError(f"{path}: not a bundle (no {name} inside)")
@@ -192,9 +210,45 @@ def read_bundle(path, verify=True):
     manifest = labels = None
     if META_MANIFEST in meta:
         manifest = parse_manifest(meta[META_MANIFEST], f"{path} (embedded manifest)")
+        if verify and meta["file_size"] != manifest["file_size"]:
+            raise EdgekitError(f"{path}: {meta['file_size']:,} bytes, but its embedded manifest says "
+                               f"{manifest['file_size']:,}: the file was cut off or changed after conversion "
+                               f"(pass --no-verify to use it anyway)")
     if LABELS_NAME in meta:
         labels = [l for l in meta[LABELS_NAME].decode("utf-8", "replace").split("\n") if l] or None
-    return ModelRef(path, manifest, labels, "embedded" if manifest else None)
+    if manifest:
+        return ModelRef(path, manifest, labels, "embedded")
+    standard = meta.get("standard")
+    if standard:  # a model from elsewhere (a model hub, MediaPipe's samples) with the standard metadata only
+        return ModelRef(path, None, standard["labels"] or labels, "standard", standard["preprocessing"])
+    return ModelRef(path, None, labels)
+
+
+def _standard(buf):
+    """{"preprocessing", "labels"} from the standard TFLite Metadata (NormalizationOptions, the output's
+    TENSOR_AXIS_LABELS file), or None without it or without the reader (a tflite-runtime-only device)."""
+    try:
+        from device_bench.tflite_metadata import read_classifier_metadata
+    except ImportError:
+        return None
+    try:
+        meta = read_classifier_metadata(buf)
+    except Exception:  # damaged metadata: the model may still run with --mean/--std and --labels
+        return None
+    if meta is None:
+        return None
+    from device_bench.images import make_preprocessing
+    inp, out = meta.get("input") or {}, meta.get("output") or {}
+    prep = None
+    if inp.get("mean") and inp.get("std") and len(inp["mean"]) in (1, 3) and len(inp["std"]) in (1, 3):
+        try:
+            prep = make_preprocessing(mean=inp["mean"], std=inp["std"])
+        except EdgekitError:  # a zero or odd std: as if not declared
+            prep = None
+    files = [f["name"] for f in out.get("associated_files") or [] if f["type"] == "TENSOR_AXIS_LABELS"]
+    blob = meta["packed_files"].get(files[0]) if files else None
+    labels = [l for l in blob.decode("utf-8", "replace").splitlines() if l] if blob else []
+    return {"preprocessing": prep, "labels": labels or None}
 
 
 def verify_model_file(model_path, manifest):
@@ -214,7 +268,8 @@ def verify_model_file(model_path, manifest):
 
 
 def check_tensors(ref, input_detail, output_detail):
-    """The manifest agrees with the model's own tensors: same input and output shape and type."""
+    """The manifest agrees with the model's own tensors: same input and output shape and type, and a
+    precision its tensor types bear out."""
     import numpy as np
     m = ref.manifest
     if not m:
@@ -224,6 +279,42 @@ def check_tensors(ref, input_detail, output_detail):
         if m[side]["shape"] != shape or m[side]["dtype"] != dtype:
             raise EdgekitError(f"{ref.tflite_path}: the manifest's {side} ({m[side]['dtype']} {m[side]['shape']}) "
                                f"is not the model's ({dtype} {shape})")
+    check_precision(ref)
+
+
+# the tensor types a build of each precision must hold (any one of them), and those it must not
+_PRECISION_TYPES = {"fp32": ((), ("int8", "uint8", "float16")), "fp16": (("float16",), ()),
+                    "dynamic": (("int8",), ()), "int8": (("int8", "uint8"), ()), "int16x8": (("int16",), ())}
+
+
+def check_precision(ref):
+    """The manifest's precision agrees with the model's tensor types (an int8 manifest on a float32 model
+    would mislabel every result); skipped without a flatbuffer reader."""
+    precision = (ref.manifest or {}).get("precision")
+    types = tensor_types(ref.tflite_path) if precision in _PRECISION_TYPES else None
+    if types is None:
+        return
+    need, forbid = _PRECISION_TYPES[precision]
+    wrong = sorted(types & set(forbid))
+    if (need and not types & set(need)) or wrong:
+        raise EdgekitError(f"{ref.tflite_path}: the manifest says precision {precision}, but the model's tensors "
+                           f"are {', '.join(sorted(types))}" + (f" ({wrong[0]} is not {precision})" if wrong else ""))
+
+
+def tensor_types(path):
+    """The set of tensor type names ("float32", "int8", ...) in a .tflite; None without a flatbuffer reader."""
+    import mmap
+    schema = tflite_schema()
+    if schema is None:
+        return None
+    names = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            model = schema.Model.GetRootAs(buf, 0)
+            return {names.get(sg.Tensors(t).Type(), "unknown") for sg in map(model.Subgraphs,
+                    range(model.SubgraphsLength())) for t in range(sg.TensorsLength())}
+    except Exception:  # a damaged flatbuffer: the runtime's own load names the problem
+        return None
 
 
 def tflite_schema():
@@ -239,12 +330,17 @@ def tflite_schema():
 
 
 def read_embedded(path):
-    """{META_MANIFEST: bytes, LABELS_NAME: bytes}, as far as the .tflite file carries them: the manifest
-    entry when a flatbuffer reader is installed, the labels from the packed files (stdlib zipfile)."""
+    """{META_MANIFEST: bytes, LABELS_NAME: bytes, "file_size": int, "standard": _standard()}, as far as the
+    .tflite file carries them: the manifest entry and, without it, the standard metadata when a flatbuffer
+    reader is installed; the labels from the packed files (stdlib zipfile)."""
+    if os.path.splitext(path)[1].lower() in KERAS_SUFFIXES:
+        raise EdgekitError(f"{path} is a Keras model: {CONVERT_FIRST}")
     buf = read_regular(path, MAX_MODEL_BYTES, "model file")
     if len(buf) < 8 or buf[4:8] != b"TFL3":
+        if buf[:8] == b"\x89HDF\r\n\x1a\n":  # an HDF5 file under another name
+            raise EdgekitError(f"{path} is a Keras model: {CONVERT_FIRST}")
         raise EdgekitError(f"{path}: not a TFLite model (no TFL3 identifier)")
-    out = _packed_labels(buf)
+    out = dict(_packed_labels(buf), file_size=len(buf))
     schema = tflite_schema()
     if schema is None:
         return out
@@ -254,9 +350,11 @@ def read_embedded(path):
             entry = model.Metadata(i)
             if (entry.Name() or b"").decode("utf-8", "replace") == META_MANIFEST:
                 out[META_MANIFEST] = _buffer_bytes(model.Buffers(entry.Buffer()), buf)
-        return out
     except Exception as e:  # a damaged flatbuffer can fail in many ways
         raise EdgekitError(f"{path}: damaged TFLite model, cannot read its metadata ({e})") from None
+    if META_MANIFEST not in out:
+        out["standard"] = _standard(buf)
+    return out
 
 
 def _packed_labels(buf):

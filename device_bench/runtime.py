@@ -148,9 +148,10 @@ def check_memory(model_path, max_memory_mb=None):
     """Refuse, before allocating, a model whose declared tensors would not fit (the OOM killer is no error)."""
     limit = max_memory_mb or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 / 1e6
     need = tensor_bytes(model_path)
-    if need is not None and need / 1e6 > limit:
-        raise EdgekitError(f"{model_path}: its tensors declare {need / 1e6:,.0f} MB, more than the "
-                           f"{limit:,.0f} MB allowed (--max-memory changes the limit)")
+    if need is not None and need > limit * 1e6:  # compared as int and float: a damaged shape's 10^400 bytes
+        size = f"{need // 10**6:,} MB" if need < 10**18 else "an impossible size (a damaged shape?)"
+        raise EdgekitError(f"{model_path}: its tensors declare {size}, more than the {limit:,.0f} MB allowed "
+                           f"(--max-memory changes the limit)")
 
 
 def open_interpreter(model_path, runtime, threads=1, xnnpack=True, delegate=None):
