@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 from device_bench import api as device
 from device_bench.errors import EdgekitError
 from device_bench.options import DEFAULT_REPEAT, BenchParams
-from device_bench.records import BenchResult, EvalResult, ImagePrediction, Predictions
+from device_bench.records import BenchResult, BenchResults, EvalResult, ImagePrediction, Predictions
 from edgekit.conversion import convert, quantize
 from edgekit.study.recommend import recommend
 from edgekit.study.run import StudyResult, run_study
@@ -60,12 +60,13 @@ def benchmark(models: Union[PathLike, Sequence[PathLike]], threads: Sequence[int
               max_memory_mb: Optional[float] = None, params: Optional[BenchParams] = None,
               repeat: int = DEFAULT_REPEAT, cooldown: float = 0.0, target: Union[None, str, Sequence[str]] = None,
               ssh_config: Optional[PathLike] = None, install_runtime: bool = False,
-              progress: Progress = None) -> list[BenchResult]:
+              progress: Progress = None) -> BenchResults:
     """Benchmark bundles or .tflite files here or on ``target`` (`edgekit bench`): every runtime asked for
     (``runtime="all"``: every one installed), each configuration in ``repeat`` fresh processes, interleaved.
 
     The keywords set the BenchParams field of the same name; ``params`` gives the rest (warm-up, delegate,
-    input, ...). Returns one BenchResult per model x runtime x thread count (x target), failures as error rows."""
+    input, ...). Returns BenchResults: one BenchResult per model x runtime x thread count (x target), failures
+    as error rows."""
     named: dict[str, Any] = {k: v for k, v in dict(runtime=runtime, api=api, accelerator=accelerator, num_runs=num_runs,
                                    min_secs=min_secs, verify=verify, max_memory_mb=max_memory_mb).items()
              if v is not None}
@@ -77,7 +78,7 @@ def benchmark(models: Union[PathLike, Sequence[PathLike]], threads: Sequence[int
     params = replace(params or BenchParams(), threads=sweep.threads[0], **named).validate()
     rows = bench_on_targets(targets, device.as_paths(models), params, sweep, install_runtime,
                             progress or (lambda m: None))
-    return [BenchResult.from_dict({"model": None, **r}) for r in rows]
+    return BenchResults(items=[BenchResult.from_dict({"model": None, **r}) for r in rows])
 
 
 def classify(model: PathLike, images: Union[PathLike, Sequence[PathLike]], top_k: Optional[int] = None, *,

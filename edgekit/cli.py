@@ -491,8 +491,7 @@ def classify(model, images, top_k, as_json, **options):
     result = api.classify(model, images, top_k, **_read_kwargs(**options))
     items = [i.to_dict() for i in result]
     if any(p["label"] is None for i in items for p in i.get("predictions") or []):
-        progress(f"note: {model} has no labels, so classes are shown by index "
-                 f"(edgekit convert --labels FILE puts them in the bundle)")
+        progress(f"note: {model} has no labels, so classes are shown by index (--labels FILE names them)")
     click.echo(json.dumps(items, indent=2) if as_json else render_classification(items))
     exit_if_failed(not result.ok)
 
@@ -626,8 +625,24 @@ def report(results, outdir, force):
 
 def main():
     """The `edgekit` console script."""
+    from device_bench.interrupts import finished
     install_interrupts()
-    cli(prog_name="edgekit")
+    try:
+        status = cli(prog_name="edgekit", standalone_mode=False)  # ctx.exit(N) comes back as N
+        sys.stdout.flush()  # here, so that a closed pipe is met inside this try and not at exit
+        finished()  # the work is done and printed: a signal during the runtime's teardown stops nothing
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("Error: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        # the reader left (`edgekit ... --json | head -1`): as Python's docs advise, point stdout at devnull
+        # so that the flush at exit does not fail again, and exit quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def write_report(results, outdir, progress=print):
         with tempfile.TemporaryDirectory(prefix=".report-", dir=outdir) as tmp:
             # the whole set is written aside first: a full disk or an interrupt leaves the old set whole
             write_text_atomic(os.path.join(tmp, "results.json"),
-                              json.dumps(runs[0] if len(runs) == 1 else {"format": 1, "runs": runs}, indent=2) + "\n")
+                              json.dumps(runs[0] if len(runs) == 1 else {"schema": 1, "runs": runs}, indent=2) + "\n")
             write_csv(os.path.join(tmp, "results.csv"), [row for rows in tables for row in rows])
             chart = plot_tradeoff(runs, tables, os.path.join(tmp, "tradeoff.png"))
             write_text_atomic(os.path.join(tmp, "report.md"), render_markdown(runs, tables, choices, chart))

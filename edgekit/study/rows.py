@@ -85,7 +85,7 @@ def runs_from_bench(records):
             continue
         env = r["environment"]
         key = (r.get("target"), env.get("hostname"), env.get("cpu"), env.get("arch"), env.get("emulated"))
-        run = runs.setdefault(key, {"format": 1, "environment": dict(env, board=env.get("board") or r.get("target")),
+        run = runs.setdefault(key, {"schema": 1, "environment": dict(env, board=env.get("board") or r.get("target")),
                                     "meta": {"notes": []}, "rows": []})
         run["rows"].append({"model": r["model"], "precision": r.get("precision"), "params": r.get("params"),
                             "macs": r.get("macs"), "file_size": r.get("model_size_bytes"), "bundle": r.get("path"),

@@ -29,7 +29,7 @@ class StudyResult:
 
     def to_dict(self):
         """results.json's content."""
-        return {"format": 1, "environment": self.environment, "meta": self.meta, "rows": self.rows}
+        return {"schema": 1, "environment": self.environment, "meta": self.meta, "rows": self.rows}
 
 
 class _StudyRun:

@@ -52,7 +52,7 @@ class CompressResult:
 
     def to_dict(self):
         """A JSON-ready dict (`edgekit compress --json`)."""
-        return asdict(self)
+        return {"schema": 1, **asdict(self)}
 
 
 @dataclass

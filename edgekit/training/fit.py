@@ -79,7 +79,7 @@ class TrainResult:
 
     def to_dict(self):
         """A JSON-ready dict (`edgekit train --json`)."""
-        return asdict(self)
+        return {"schema": 1, **asdict(self)}
 
 
 @dataclass
