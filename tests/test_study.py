@@ -157,6 +157,7 @@ def test_run_refuses_another_studys_report(small_run, invoke, tmp_path):
 
 def test_report_refuses_malformed_rows(invoke, tmp_path):
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"environment": {}, "rows": [{"model": "m", "bench": [{"threads": 1}]}]}))
+    bad.write_text(json.dumps({"environment": {"cpu": "x", "arch": "y"},
+                               "rows": [{"model": "m", "bench": [{"threads": 1}]}]}))
     r = invoke("report", bad, "-o", tmp_path / "out")
     assert r.exit_code == 1 and "a malformed row" in r.output and "Traceback" not in r.output

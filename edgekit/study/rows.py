@@ -9,7 +9,7 @@ from device_bench.environment import device_label
 from device_bench.errors import EdgekitError
 from device_bench.views import runtime_label
 
-ENVIRONMENT_KEYS = ("cpu", "arch", "python")  # what every results file's environment records (device_bench.environment)
+ENVIRONMENT_KEYS = ("cpu", "arch")  # what every results file's environment records (device_bench.environment)
 
 
 def runtime_key(runtime):
