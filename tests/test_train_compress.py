@@ -138,7 +138,10 @@ def test_distillation_trains_the_student_and_its_baseline(trained, invoke, digit
     _finite_history(d["baseline_history"], 4)
     _finite_history(d["history"], 4)
     assert d["loss_min"] >= 0 and all(h["loss"] >= 0 for h in d["history"])
-    assert 0 <= d["student_alone_top1"] <= 1 and d["distilled_top1"] >= ABOVE_CHANCE
+    # 4 epochs from scratch leave the student part-trained (76-84% seen, and a seed moves it by points):
+    # 30% is three times chance, a margin no seed crosses; a student cut off from its labels or teacher
+    # stays near 10%
+    assert 0 <= d["student_alone_top1"] <= 1 and d["distilled_top1"] >= 0.3
     assert record["measurements"][1]["stage"] == "distilled"
     from edgekit.loading import load_keras_model
     assert load_keras_model(tmp_path / "s.keras").output_shape[-1] == 10
