@@ -101,17 +101,19 @@ def test_new_head_trains_frozen_then_unfrozen(invoke, digits, tmp_path):
 def pruned(trained, invoke, digits, tmp_path_factory):
     out = tmp_path_factory.mktemp("pruned") / "pruned.keras"
     return out, _json(invoke("compress", trained["mobilenet_v2"][0], digits["train"], "--method", "prune",
-                             "--sparsity", 0.75, "--epochs", 15, "--augment", "none", "-o", out, "--json"))
+                             "--sparsity", 0.75, "--epochs", 8, "--augment", "none", "-o", out, "--json"))
 
 
 def test_prune_75_reaches_the_sparsity_and_shrinks_the_gzipped_file(pruned, invoke, digits, tmp_path):
     """Structure, not outcome: 75% zeros in every pruned kernel, in the saved file, and a gzipped .tflite
-    that shrinks with them. How close pruned top-1 stays to dense is benchmarks/bench_compress.py's figure."""
+    that shrinks with them (the schedule ends at the target whatever the epochs: 8 prove it as well as
+    15). How close pruned top-1 stays to dense is benchmarks/bench_compress.py's figure."""
     path, record = pruned
     dense, thin = record["measurements"]
     print(f"dense {dense}\npruned {thin}")
     assert thin["stage"] == "pruned-75%" and thin["top1"] >= ABOVE_CHANCE and thin["int8_top1"] >= ABOVE_CHANCE
-    _finite_history(record["steps"][0]["details"]["history"], 15)
+    _finite_history(record["steps"][0]["details"]["history"], 8)
+    assert len(record["steps"][0]["details"]["history"]) == 8  # no early stopping while pruning: every epoch ran
     assert thin["gzip_bytes"] <= 0.6 * dense["gzip_bytes"]
     assert thin["tflite_bytes"] >= 0.95 * dense["tflite_bytes"]  # the raw file does not shrink
     layers = record["steps"][0]["details"]["layers"]
@@ -168,7 +170,7 @@ def test_distillation_loss_is_never_negative_unlike_keras_default():
 
 def test_qat_int8_has_no_quantize_inside_and_float_io_only_at_the_edges(trained, invoke, digits, tmp_path):
     dense_path = trained["mobilenet_v2"][0]
-    record = _json(invoke("compress", dense_path, digits["train"], "--method", "qat", "--epochs", 4,
+    record = _json(invoke("compress", dense_path, digits["train"], "--method", "qat", "--epochs", 2,
                           "--augment", "none", "-o", tmp_path / "q.keras", "--json"))
     dense, q = record["measurements"]
     assert q["quantize_ops"] == 0 and record["steps"][0]["details"]["folded_batchnorms"] > 30
@@ -196,7 +198,7 @@ def test_qat_int8_has_no_quantize_inside_and_float_io_only_at_the_edges(trained,
           f"{q['int8_top1']:.2%}; test split: fp32 {test_top1['fp32']:.2%}, QAT int8 {test_top1['qat']:.2%}; "
           f"both: fp32 {fp32:.2%}, QAT int8 {qat:.2%}")
     assert min(test_top1.values()) >= ABOVE_CHANCE and q["int8_top1"] >= ABOVE_CHANCE
-    _finite_history(record["steps"][0]["details"]["history"], 4)
+    _finite_history(record["steps"][0]["details"]["history"], 2)
     # the same int8 graph with QUANTIZE/DEQUANTIZE at the edges: integer pixels quantize exactly, so the two
     # I/O types classify alike (1 point: a tie at the output may round either way)
     assert test_top1["qat-float-io"] == pytest.approx(test_top1["qat"], abs=0.01)
