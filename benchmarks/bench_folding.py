@@ -1,10 +1,17 @@
-"""What folding the normalization into the graph costs: latency of folded / unfolded bundles.
+"""What folding the normalization into the graph costs: latency of folded / unfolded bundles, and how many
+answers the folded and unfolded builds of the same trained model share.
 
-MobileNetV2 1.0/224 (random weights: latency does not depend on them), every precision, 1 thread.
+Latency: MobileNetV2 1.0/224 (random weights: latency does not depend on them), every precision, 1 thread.
 Each round benchmarks every bundle in a fresh process, in alternating order, and the ratio is taken
 per round, so the machine's drift cancels; the median ratio over rounds is printed.
 
+Agreement (the figure tests/test_phone.py once asserted, int8 >= 99%): the test suite's digits models
+(tests/conftest.py's DIGIT_MODELS, one set per --seeds entry), converted folded and unfolded at fp32 and
+int8 (each calibrated on the same 200 training images), evaluated on the 360 held-out digits: top-1 of
+each and the share of images given the same top-1.
+
 Usage: python benchmarks/bench_folding.py [--rounds 6] [--runs 200] [--workdir /tmp/edgekit-fold]
+                                          [--seeds 0,1,2] [--skip-latency] [--skip-agreement]
 """
 
 import argparse
@@ -12,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import PY, ROOT, median  # noqa: E402
@@ -38,13 +46,43 @@ def p50(bundle, runs):
     return json.loads(out.stdout)[0]["latency_ms"]["p50"]
 
 
+def agreement(workdir, seeds):
+    """Folded against unfolded on the digits, per seed, model and precision; prints the table."""
+    from digits_models import convert, digits_data, evaluate, trained_models
+    data = digits_data(workdir)
+    rows = []
+    for seed in seeds:
+        for name, (path, mode) in trained_models(workdir, seed, data).items():
+            out = Path(workdir) / f"seed{seed}"
+            folded = convert(path, mode, data, out / "folded", ["fp32", "int8"])
+            unfolded = convert(path, mode, data, out / "unfolded", ["fp32", "int8"], fold=False)
+            for p in ("fp32", "int8"):
+                r = evaluate(folded[p], data, compare=unfolded[p])
+                rows.append((seed, name, mode, p, r["top1"], evaluate(unfolded[p], data)["top1"],
+                             r["compare"]["top1_agreement"]))
+    print(f"\n{'seed':>4s} {'model':14s} {'normalization':13s} {'precision':9s} {'folded top-1':>12s} "
+          f"{'unfolded top-1':>14s} {'agreement':>10s}")
+    for seed, name, mode, p, a, b, agree in rows:
+        print(f"{seed:4d} {name:14s} {mode:13s} {p:9s} {a:12.2%} {b:14.2%} {agree:10.2%}")
+    for p in ("fp32", "int8"):
+        sel = [r[6] for r in rows if r[3] == p]
+        print(f"{p}: folded/unfolded top-1 agreement over {len(sel)} model(s): min {min(sel):.2%}, "
+              f"median {median(sel):.2%}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--workdir", default="/tmp/edgekit-fold")
+    parser.add_argument("--seeds", default="0", help="Comma-separated training seeds for the agreement figures.")
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--skip-agreement", action="store_true")
     a = parser.parse_args()
-    from pathlib import Path
+    if not a.skip_agreement:
+        agreement(a.workdir, [int(s) for s in a.seeds.split(",") if s.strip()])
+    if a.skip_latency:
+        return
     folded, unfolded = convert(Path(a.workdir) / "folded", True), convert(Path(a.workdir) / "unfolded", False)
     ratios = {p: [] for p in PRECISIONS}
     times = {(p, kind): [] for p in PRECISIONS for kind in ("folded", "unfolded")}

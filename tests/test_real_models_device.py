@@ -296,7 +296,7 @@ def test_a_damaged_shape_is_one_line(blocked_env, tmp_path):
 def test_a_closed_pipe_ends_quietly(models, blocked_env, tmp_path):
     """`python -m device_bench classify ... --json | head -1` (and the zipapp, which runs the same main): the
     reader is gone before anything is written."""
-    from edgekit.runner_pack import pack_runner
+    from edgekit.targets.runner_pack import pack_runner
     pyz = pack_runner(tmp_path / "device_bench.pyz")
     for prefix in ([sys.executable, "-m", "device_bench"], [sys.executable, pyz]):
         child = subprocess.Popen([*prefix, "classify", models["bundle"], SAMPLES, "--json"], env=blocked_env,

@@ -77,9 +77,13 @@ def converted(invoke, keras_files, tmp_path_factory):
 @pytest.fixture(scope="session")
 def old_schema(converted, tmp_path_factory):
     """The fp32 classifier with its operator codes as the older schema wrote them: the operator only in
-    deprecated_builtin_code, builtin_code left 0 (which reads as ADD)."""
+    deprecated_builtin_code, builtin_code left 0 (which reads as ADD). A foreign file: no edgekit manifest
+    (rewritten, the embedded one's file_size would be stale), so quantize is told its pixel scaling."""
     from ai_edge_litert.tools import flatbuffer_utils as fbu
-    model = fbu.convert_bytearray_to_object(bytearray((converted["fp32"] / "model.tflite").read_bytes()))
+    from device_bench.manifest import META_MANIFEST
+    from device_bench.tflite_metadata import without_entries
+    bare = without_entries((converted["fp32"] / "model.tflite").read_bytes(), [META_MANIFEST])
+    model = fbu.convert_bytearray_to_object(bytearray(bare))
     for code in model.operatorCodes:
         assert code.builtinCode < 127  # every operator of this model has a code the older schema can hold
         code.deprecatedBuiltinCode, code.builtinCode = code.builtinCode, 0
@@ -95,8 +99,8 @@ def test_old_schema_op_codes_decoded_and_quantized(invoke, old_schema, converted
     table = tflite_schema().Model.GetRootAs(old_schema.read_bytes(), 0)
     assert {table.OperatorCodes(i).BuiltinCode() for i in range(table.OperatorCodesLength())} == {0}
     assert _types(old_schema)[1] == _types(converted["fp32"] / "model.tflite")[1]  # CONV_2D, not ADD
-    made = _json(invoke("quantize", old_schema, "-p", "fp16", "-p", "dynamic", "-p", "int8", "--calibration",
-                        SAMPLES, "-o", tmp_path, "--json"))
+    made = _json(invoke("quantize", old_schema, "-p", "fp16", "-p", "dynamic", "-p", "int8", "--preprocessing", "tf",
+                        "--calibration", SAMPLES, "-o", tmp_path, "--json"))
     folders = {b["precision"]: tmp_path / f"old_schema_{b['precision']}" for b in made["bundles"]}
     fp16, dynamic, int8 = (_types(folders[p] / "model.tflite")[0] for p in ("fp16", "dynamic", "int8"))
     assert fp16["FLOAT16"] >= 4 and dynamic["INT8"] >= 3 and int8["INT8"] > int8["FLOAT32"]
@@ -153,7 +157,8 @@ def test_random_weights_flagged(invoke, keras_files, old_schema, tmp_path):
                        "--json"))["bundles"][0]["fidelity"]
     assert fid["degenerate_output"] and fid["top_class_share"] == 1.0 and fid["entropy"] < 0.99, fid
     assert fid["trained_weights"] is None  # a user's file: whether it was trained is not known
-    near_uniform = _json(invoke("quantize", old_schema, "-p", "fp32", "--calibration", SAMPLES, "-o",
+    near_uniform = _json(invoke("quantize", old_schema, "-p", "fp32", "--preprocessing", "tf", "--calibration",
+                                SAMPLES, "-o",
                                 tmp_path / "q", "--json"))["bundles"][0]["fidelity"]
     assert near_uniform["degenerate_output"] and near_uniform["entropy"] > 0.99, near_uniform
     zoo = _json(invoke("convert", "squeezenet1_1", "--size", 48, "--classes", 3, "-p", "fp32", "-o",

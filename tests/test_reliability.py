@@ -27,27 +27,52 @@ def _edgekit(args, tmpdir, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-@pytest.mark.parametrize("sig,delay", [(signal.SIGINT, 1.0), (signal.SIGTERM, 5.0), (signal.SIGINT, 9.0)])
-def test_interrupted_convert_keeps_the_old_bundle_and_leaves_nothing(invoke, tmp_path, sig, delay):
+def _signal_after(proc, needle, sig, timeout=240):
+    """Send ``sig`` as soon as a progress line containing ``needle`` reaches stderr, so the signal lands
+    while that step is under way (a fixed delay may land after the work is done, proving nothing).
+    Returns (stdout, stderr); fails when the line never came."""
+    seen, deadline = [], time.monotonic() + timeout
+    for line in proc.stderr:  # the progress lines, one by one, as they come
+        seen.append(line)
+        if needle in line:
+            proc.send_signal(sig)
+            break
+        if time.monotonic() > deadline:
+            break
+    else:
+        proc.wait(timeout=60)
+    if not seen or needle not in seen[-1]:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"no progress line with {needle!r} before the command ended:\n{''.join(seen)[-2000:]}")
+    stdout, rest = proc.communicate(timeout=120)
+    return stdout, "".join(seen) + rest
+
+
+# Each signal lands during a named step: the SavedModel export (nothing written yet), the fp32 conversion
+# (SIGTERM this time), the int8 conversion (the fp32 bundle already replaced).
+@pytest.mark.parametrize("sig,step", [(signal.SIGINT, "exporting SavedModel"), (signal.SIGTERM, "fp32: converting"),
+                                      (signal.SIGINT, "int8: converting")])
+def test_interrupted_convert_keeps_the_old_bundle_and_leaves_nothing(invoke, tmp_path, sig, step):
     out, tmp = tmp_path / "out", tmp_path / "tmp"
     tmp.mkdir()
-    args = ["convert", "mobilenet_v2", "--alpha", "0.5", "--size", "96", "--classes", "3", "-p", "fp32", "-p", "int8",
+    args = ["convert", "mobilenet_v2", "--alpha", "0.35", "--size", "48", "--classes", "3", "-p", "fp32", "-p", "int8",
             "-o", out, "--calibration-count", "20"]
     assert invoke(*args).exit_code == 0
     before = {b.name: _digest(b) for b in out.iterdir()}
     proc = _edgekit(args + ["--force"], tmp)
-    time.sleep(delay)
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=120)
+    _, stderr = _signal_after(proc, step, sig)
     assert "Traceback" not in stderr
+    # the signal was sent while the step ran: the command must have stopped on it, not finished
+    assert proc.returncode == 130, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == "Error: interrupted"
     after = {b.name: _digest(b) for b in out.iterdir()}
     assert sorted(after) == sorted(before)  # no half-written bundle folder beside them
-    if proc.returncode == 130:
-        assert stderr.strip().splitlines()[-1] == "Error: interrupted"
-        # a bundle finished before the signal was replaced whole; the others are the old ones, untouched
-        assert all(after[b] == before[b] or (out / b / "model.tflite").exists() for b in before)
-    else:
-        assert proc.returncode == 0  # the signal came after the work was done
+    if step == "int8: converting":  # the fp32 bundle, finished before the signal, may have been replaced whole
+        assert after["mobilenet_v2_035_48_int8"] == before["mobilenet_v2_035_48_int8"]
+        assert sorted(after["mobilenet_v2_035_48_fp32"]) == sorted(before["mobilenet_v2_035_48_fp32"])
+    else:  # stopped before any bundle was finished: every old one untouched
+        assert after == before
     assert list(tmp.iterdir()) == []  # no edgekit-convert-* left
 
 
@@ -61,12 +86,11 @@ def test_interrupted_run_keeps_the_old_report(invoke, tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     proc = _edgekit(["run", cfg, "-o", out], tmp)
-    time.sleep(7)  # converting is skipped (bundles reused): this lands in the benchmarks
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
-    assert "Traceback" not in stderr and proc.returncode in (0, 130), stderr[-2000:]
-    if proc.returncode == 130:
-        assert _digest(out) == before
+    # converting is skipped (bundles reused): the signal lands in the benchmarks (4 configurations x
+    # 3 processes of >= 1 s each)
+    _, stderr = _signal_after(proc, "== benchmarking", signal.SIGINT)
+    assert "Traceback" not in stderr and proc.returncode == 130, stderr[-2000:]
+    assert _digest(out) == before
     assert not [p for p in out.iterdir() if p.name.startswith(".")] and list(tmp.iterdir()) == []
 
 
