@@ -13,12 +13,11 @@ import numpy as np
 from converters.bundle_run import BundleRun
 from converters.pipeline import ModelInfo, build_bundles
 from converters.progress import to_stderr
-from converters.tflite_check import classifier_classes
 from converters.tflite_graph import read_graph
 from converters.tflite_rewrite import float32_model
 from device_bench.errors import EdgekitError
 from device_bench.manifest import MODEL_NAME, read_bundle
-from device_bench.predict import temporary_predictor
+from device_bench.predict import check_classifier_output, temporary_predictor
 
 
 def tflite_source(path):
@@ -46,7 +45,7 @@ def output_classes(graph, where):
     if len(graph.outputs) != 1:
         raise EdgekitError(f"{where}: not an image classifier: expected one class-score output, the model has "
                            f"{len(graph.outputs)}")
-    return classifier_classes(graph.tensors[graph.outputs[0]]["shape"], where)
+    return check_classifier_output(graph.tensors[graph.outputs[0]]["shape"], where)
 
 
 def model_name(path):

@@ -9,16 +9,6 @@ from device_bench.errors import EdgekitError
 _VARIABLE_OPS = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"}
 
 
-def classifier_classes(shape, where):
-    """The number of classes of a class-score output of ``shape``: [1, classes], or [1, 1, 1, classes] (a
-    convolutional head); EdgekitError naming ``where`` for any other shape (segmentation, detection)."""
-    shape = [int(v) for v in shape]
-    if len(shape) == 2 or (len(shape) == 4 and shape[1:3] == [1, 1]):
-        return shape[-1]
-    raise EdgekitError(f"{where}: not an image classifier: expected one class-score output [1, classes], "
-                       f"got {shape}")
-
-
 def verify_tflite(tflite_bytes, engine, where):
     """Reject a file that kept its weights as variables, or that outputs NaN (the Keras 3 trap).
 

@@ -1,12 +1,11 @@
 """python -m device_bench (or python3 device_bench.pyz): the device-side command line, on argparse.
 
-Subcommands bench, classify and evaluate, each a thin face over device_bench.api. Errors print one
+Subcommands bench, classify, evaluate and inspect, each a thin face over device_bench.api. Errors print one
 line `Error: ...` and exit non-zero.
 """
 
 import argparse
 import json
-import os
 import sys
 
 from device_bench.errors import EdgekitError
@@ -138,10 +137,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("Error: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # the reader left (`... --json | head -1`): as Python's docs advise, point stdout at devnull so that
-        # the flush at exit does not fail again, and exit quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:  # the reader left (`... --json | head -1`)
+        interrupts.quiet_broken_pipe()
         return 1
 
 

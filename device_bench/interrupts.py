@@ -4,7 +4,9 @@ block (temporary folders, half-written outputs) unwinds, and later ones are igno
 Native code (TensorFlow's export, say) can turn the interrupt into another exception on its way
 out; `interrupted()` tells the CLIs that the user, not a bug, ended the run."""
 
+import os
 import signal
+import sys
 
 _received = []
 
@@ -27,6 +29,12 @@ def finished():
     has nothing left to stop, so it is ignored instead of ending the process with -2 and no message."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+
+
+def quiet_broken_pipe():
+    """The reader of stdout left (`... --json | head -1`): as Python's docs advise, point stdout at devnull so
+    that the flush at exit does not fail again; the caller then exits quietly."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def interrupted():

@@ -19,8 +19,8 @@ def check_classifier_output(shape, path) -> int:
     (a segmentation map [1, 257, 257, 21] is not 1,387,029 classes)."""
     shape = [int(v) for v in shape]
     if not (len(shape) == 2 or (len(shape) == 4 and shape[1:3] == [1, 1])) or shape[0] != 1 or shape[-1] < 1:
-        raise EdgekitError(f"{path}: output of shape {shape} is not an image classifier's ([1, classes]); "
-                           f"classify and evaluate read classifiers only (bench and inspect take any model)")
+        raise EdgekitError(f"{path}: not an image classifier: expected one class-score output [1, classes], got "
+                           f"{shape} (bench and inspect take any model)")
     return shape[-1]
 
 

@@ -19,7 +19,8 @@ _API = {
     "Recommendations": "device_bench.records", "Recommendation": "device_bench.records",
     "Study": "edgekit.study.config", "StudyResult": "edgekit.study.run", "BenchParams": "device_bench.options",
     "Bundle": "device_bench.records", "ConvertResult": "device_bench.records", "BenchResult": "device_bench.records",
-    "Predictions": "device_bench.records", "EvalResult": "device_bench.records",
+    "BenchResults": "device_bench.records", "Predictions": "device_bench.records",
+    "ImagePrediction": "device_bench.records", "EvalResult": "device_bench.records",
 }
 
 __all__ = ["EdgekitError", "WeightsUnavailable", "__version__", *_API]

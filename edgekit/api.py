@@ -8,7 +8,7 @@ same name here (`bench` over `benchmark`, the one alias); the library modules ne
                                preprocessing="tf", eval_dir="labelled/", recover_accuracy=1.0)  # no TensorFlow
     result  = edgekit.benchmark(bundles["int8"], threads=[1, 4])     # or target="ssh://pi"
     preds   = edgekit.classify(bundles["int8"], ["cat.jpg"])
-    acc     = edgekit.evaluate(bundles["int8"], "labelled/", compare=bundles["fp32"])
+    [acc]   = edgekit.evaluate(bundles["int8"], "labelled/", compare=bundles["fp32"])  # one per device
     study   = edgekit.run("study.toml")                              # or a Study built in code
     choice  = edgekit.recommend("out/results.json", max_top1_drop=0.5)  # the build to ship, or why not
 """
@@ -17,27 +17,30 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 from device_bench import api as device
 from device_bench.errors import EdgekitError
 from device_bench.options import DEFAULT_REPEAT, BenchParams
 from device_bench.records import BenchResult, BenchResults, EvalResult, ImagePrediction, Predictions
-from edgekit.conversion import convert, quantize
+from edgekit.conversion import PathLike, convert, quantize
 from edgekit.study.recommend import recommend
 from edgekit.study.run import StudyResult, run_study
+
+if TYPE_CHECKING:  # Keras-side records: imported for the annotations only, so `import edgekit.api` stays light
+    from edgekit.training.compress import CompressResult
+    from edgekit.training.fit import TrainResult
 
 __all__ = ["build", "benchmark", "classify", "compress", "convert", "demo", "deploy", "evaluate", "inspect", "models",
            "pack_runner", "quantize", "recommend", "report", "run", "train"]
 
-PathLike = Union[str, "os.PathLike[str]"]
 Progress = Optional[Callable[[str], None]]
 
 
 def models() -> list:
     """The zoo: one row per model at its default width and size (parameters, multiply-adds, input, preprocessing,
     where ImageNet weights come from). Builds each model, without weights."""
-    from edgekit.models.catalog import describe_zoo
+    from edgekit.zoo.catalog import describe_zoo
     return describe_zoo()
 
 
@@ -45,7 +48,7 @@ def build(name: str, output: PathLike, *, alpha: Optional[float] = None, size: O
           classes: Optional[int] = None, weights: str = "none", force: bool = False) -> dict:
     """Build zoo model ``name`` and save it as a .keras file that carries its preprocessing (and ImageNet labels
     with ImageNet weights), so `convert` needs no --mean/--std. Returns what was written."""
-    from edgekit.models.catalog import build_to_file
+    from edgekit.zoo.catalog import build_to_file
     return build_to_file(name, output, alpha=alpha, size=size, classes=classes, weights=weights, force=force)
 
 
@@ -133,13 +136,13 @@ def train(model: Any, dataset: PathLike, output: PathLike, *, alpha: Optional[fl
           fine_tune_epochs: Optional[int] = None, batch_size: Optional[int] = None, lr: Optional[float] = None,
           seed: Optional[int] = None, val_split: Optional[float] = None, augment: Optional[str] = None,
           patience: Optional[int] = None, unsafe: bool = False, custom_objects: Sequence[str] = (),
-          force: bool = False, progress: Progress = None, progress_bar: bool = False) -> Any:
+          force: bool = False, progress: Progress = None, progress_bar: bool = False) -> TrainResult:
     """Train a zoo model or a model file on class folders (one per class); writes the .keras file ``output``,
     which carries its preprocessing and labels. Training keywords left None take TrainSettings' defaults.
 
     Uses pretrained weights (frozen backbone, then unfrozen) when they can be had, else trains from
     scratch and says so in ``note``. Returns a TrainResult."""
-    from edgekit.models.loading import register_custom_objects
+    from edgekit.zoo.loading import register_custom_objects
     from edgekit.training.fit import train_model, train_settings
     register_custom_objects(custom_objects)
     settings = train_settings(dict(epochs=epochs, fine_tune_epochs=fine_tune_epochs, batch_size=batch_size, lr=lr,
@@ -153,18 +156,18 @@ def compress(model: PathLike, dataset: PathLike, output: PathLike, methods: Sequ
              sparsity: Optional[float] = None, student: Optional[str] = None, alpha: Optional[float] = None,
              size: Optional[int] = None, temperature: Optional[float] = None, label_weight: Optional[float] = None,
              baseline: bool = True, mean: Any = None, std: Any = None, preprocessing: Optional[str] = None,
-             crop: Optional[float] = None, epochs: Optional[int] = None, fine_tune_epochs: Optional[int] = None, batch_size: Optional[int] = None,
-             lr: Optional[float] = None, seed: Optional[int] = None, val_split: Optional[float] = None,
+             crop: Optional[float] = None, epochs: Optional[int] = None, fine_tune_epochs: Optional[int] = None,
+             batch_size: Optional[int] = None, lr: Optional[float] = None, seed: Optional[int] = None, val_split: Optional[float] = None,
              augment: Optional[str] = None, patience: Optional[int] = None, unsafe: bool = False,
              custom_objects: Sequence[str] = (), force: bool = False, progress: Progress = None,
-             progress_bar: bool = False) -> Any:
+             progress_bar: bool = False) -> CompressResult:
     """Prune, distill and/or quantization-aware-train a model file, in the order of ``methods``; writes the
     .keras file ``output``, which keeps the input's preprocessing and labels.
 
     Training keywords left None take the defaults (the held-out split: the one the model was trained with).
     Each stage is measured on the int8 bundle `convert` makes of it (Keras and int8 top-1, raw and gzip size,
     latency). Returns a CompressResult."""
-    from edgekit.models.loading import register_custom_objects
+    from edgekit.zoo.loading import register_custom_objects
     from edgekit.training.compress import compress_model
     register_custom_objects(custom_objects)
     settings = dict(epochs=epochs, fine_tune_epochs=fine_tune_epochs, batch_size=batch_size, lr=lr, seed=seed,
@@ -197,7 +200,7 @@ def report(results: Sequence[PathLike], outdir: PathLike, *, force: bool = False
     from edgekit.study.report import write_report
     from edgekit.study.rows import load_results
     refuse_existing(os.path.join(os.fspath(outdir), "report.md"), force)
-    return write_report(load_results(results), outdir, progress=progress)[0]
+    return write_report(load_results(device.as_paths(results)), outdir, progress=progress)[0]
 
 
 def deploy(bundles: Sequence[PathLike], target: Union[str, Sequence[str]], *, folder: str = "edgekit",
@@ -208,7 +211,7 @@ def deploy(bundles: Sequence[PathLike], target: Union[str, Sequence[str]], *, fo
     targets = _targets(target, ssh_config)
     if not targets:
         raise EdgekitError("deploy needs --target or --targets")
-    return copy(targets, [os.fspath(b) for b in bundles], folder, install_runtime, progress)
+    return copy(targets, device.as_paths(bundles), folder, install_runtime, progress)
 
 
 def pack_runner(output: PathLike = "device_bench.pyz", *, force: bool = False) -> str:

@@ -100,7 +100,8 @@ def exit_if_failed(failed):
 def scaling_options(f):
     """How a model file's pixels are scaled (convert, quantize, train and compress share them; a file made by
     `edgekit train` carries its own)."""
-    f = click.option("--crop", type=float, help="Centre-crop fraction before resizing (zoo: 0.875; files: 1).")(f)
+    f = click.option("--crop", type=float, help="Centre-crop fraction before resizing (default: what the model "
+                                                "file says, else the zoo's for convert, else 1).")(f)
     f = click.option("--preprocessing", type=click.Choice(PREPROCESSING_MODES), help="A zoo preprocessing mode.")(f)
     f = click.option("--std", help="Your model's pixel std, one value or three.")(f)
     f = click.option("--mean", help="Your model's pixel mean, one value or three: it sees (pixel - mean) / std.")(f)
@@ -311,9 +312,11 @@ def training_options(f):
     for fld in reversed(fields(TrainSettings)):
         meta = fld.metadata
         kind = click.Choice(meta["choices"]) if "choices" in meta else {"int": int, "float": float}.get(fld.type, fld.type)
-        default = fld.default if fld.default is not MISSING else None
-        f = click.option(f"--{fld.name.replace('_', '-')}", fld.name, type=kind, default=default,
-                         show_default=True, help=meta["help"])(f)
+        # no click default: an option left out keeps the base settings (compress: the split the model was
+        # trained with), so the default is only shown
+        shown = f"  [default: {fld.default}]" if fld.default not in (None, MISSING) else ""
+        f = click.option(f"--{fld.name.replace('_', '-')}", fld.name, type=kind, default=None,
+                         help=meta["help"] + shown)(f)
     return f
 
 
@@ -625,10 +628,13 @@ def report(results, outdir, force):
 
 def main():
     """The `edgekit` console script."""
-    from device_bench.interrupts import finished
+    from device_bench.interrupts import finished, quiet_broken_pipe
     install_interrupts()
     try:
-        status = cli(prog_name="edgekit", standalone_mode=False)  # ctx.exit(N) comes back as N
+        try:
+            status = cli(prog_name="edgekit", standalone_mode=False)  # ctx.exit(N) comes back as N
+        except SystemExit as e:  # exit_if_failed: the output is printed, and must still be flushed here
+            status = e.code
         sys.stdout.flush()  # here, so that a closed pipe is met inside this try and not at exit
         finished()  # the work is done and printed: a signal during the runtime's teardown stops nothing
     except click.ClickException as e:
@@ -637,10 +643,8 @@ def main():
     except click.Abort:
         click.echo("Error: interrupted", err=True)
         sys.exit(130)
-    except BrokenPipeError:
-        # the reader left (`edgekit ... --json | head -1`): as Python's docs advise, point stdout at devnull
-        # so that the flush at exit does not fail again, and exit quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:  # the reader left (`edgekit ... --json | head -1`)
+        quiet_broken_pipe()
         sys.exit(1)
     sys.exit(status if isinstance(status, int) else 0)
 

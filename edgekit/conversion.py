@@ -1,18 +1,28 @@
 """From a model (a keras.Model, a model file or a zoo name) or a float .tflite to one bundle per precision:
 the library behind `edgekit convert` and `edgekit quantize`, shared by studies and `compress`'s measurement."""
 
+from __future__ import annotations
+
 import os
+from typing import Any, Callable, Optional, Sequence, Union
 
 from device_bench.errors import EdgekitError
 from device_bench.options import DEFAULT_CALIBRATION_COUNT, DEFAULT_IO
+from device_bench.records import ConvertResult
+
+PathLike = Union[str, "os.PathLike[str]"]
 
 
-def convert(model, precisions=("fp32",), outdir=".", *, alpha=None, size=None, classes=None, weights="none",
-            mean=None, std=None, preprocessing=None, crop=None, labels=None, calibration=None,
-            calibration_count=DEFAULT_CALIBRATION_COUNT, io=DEFAULT_IO, eval_dir=None, fold_preprocessing=None,
-            allow_tf_ops=False, debug_layers=False, quantizers=("tflite",), layer_report=False, recover_accuracy=None,
-            keep_as="float", latency_limit=True, unsafe=False, custom_objects=(), force=False, reuse=False,
-            progress=None):
+def convert(model: Any, precisions: Union[str, Sequence[str]] = ("fp32",), outdir: PathLike = ".", *,
+            alpha: Optional[float] = None, size: Optional[int] = None, classes: Optional[int] = None,
+            weights: str = "none", mean: Any = None, std: Any = None, preprocessing: Optional[str] = None,
+            crop: Optional[float] = None, labels: Any = None, calibration: Optional[PathLike] = None,
+            calibration_count: int = DEFAULT_CALIBRATION_COUNT, io: str = DEFAULT_IO,
+            eval_dir: Optional[PathLike] = None, fold_preprocessing: Optional[bool] = None,
+            allow_tf_ops: bool = False, debug_layers: bool = False, quantizers: Sequence[str] = ("tflite",),
+            layer_report: bool = False, recover_accuracy: Optional[float] = None, keep_as: str = "float",
+            latency_limit: bool = True, unsafe: bool = False, custom_objects: Sequence[str] = (), force: bool = False,
+            reuse: bool = False, progress: Optional[Callable[[str], None]] = None) -> ConvertResult:
     """Convert a keras.Model, a model file or a zoo name to one bundle per precision.
 
     Keyword names follow `edgekit convert`'s options. ``fold_preprocessing`` (default: on for zoo models)
@@ -21,8 +31,7 @@ def convert(model, precisions=("fp32",), outdir=".", *, alpha=None, size=None, c
     ConvertResult: a mapping from precision to Bundle (a failed precision is a Bundle with ``error`` set;
     the others are still written)."""
     from converters.pipeline import convert_model
-    from device_bench.records import ConvertResult
-    from edgekit.models.loading import register_custom_objects
+    from edgekit.zoo.loading import register_custom_objects
     from edgekit.sources import load_source
     progress = progress or (lambda message: None)
     settings = _settings(precisions, outdir, calibration, calibration_count, eval_dir, recover_accuracy,
@@ -54,18 +63,21 @@ def convert(model, precisions=("fp32",), outdir=".", *, alpha=None, size=None, c
     return ConvertResult(info.name, info.source, convert_model(keras_model, info, settings, progress))
 
 
-def quantize(model, precisions=("int8",), outdir=".", *, mean=None, std=None, preprocessing=None, crop=None,
-             labels=None, calibration=None, calibration_count=DEFAULT_CALIBRATION_COUNT, io=DEFAULT_IO, eval_dir=None,
-             layer_report=False, recover_accuracy=None, keep_as="float", latency_limit=True, force=False,
-             progress=None):
+def quantize(model: PathLike, precisions: Union[str, Sequence[str]] = ("int8",), outdir: PathLike = ".", *,
+             mean: Any = None, std: Any = None, preprocessing: Optional[str] = None, crop: Optional[float] = None,
+             labels: Optional[PathLike] = None, calibration: Optional[PathLike] = None,
+             calibration_count: int = DEFAULT_CALIBRATION_COUNT, io: str = DEFAULT_IO,
+             eval_dir: Optional[PathLike] = None, layer_report: bool = False, recover_accuracy: Optional[float] = None,
+             keep_as: str = "float", latency_limit: bool = True, force: bool = False,
+             progress: Optional[Callable[[str], None]] = None) -> ConvertResult:
     """Quantize a float .tflite (or a bundle holding one) with the LiteRT quantizer, without TensorFlow.
 
     Keyword names follow `edgekit quantize`'s options; "fp32" packages the float file as it is. Pixel
-    scaling and labels default to what the file's embedded manifest says. Returns a ConvertResult."""
+    scaling and labels default to what the file says of itself (a bundle's manifest and labels, else the
+    standard TFLite Metadata). Returns a ConvertResult."""
     from converters.quantize import quantize_model, tflite_info, tflite_source
     from device_bench.images import make_preprocessing
     from device_bench.manifest import read_labels
-    from device_bench.records import ConvertResult
     progress = progress or (lambda message: None)
     settings = _settings(precisions, outdir, calibration, calibration_count, eval_dir, recover_accuracy,
                          quantizers=["litert"], io=io, layer_report=layer_report, keep_as=keep_as,
@@ -73,8 +85,8 @@ def quantize(model, precisions=("int8",), outdir=".", *, mean=None, std=None, pr
     data, graph, ref = tflite_source(model)
     if mean is not None or std is not None or preprocessing is not None:
         prep = make_preprocessing(preprocessing, mean, std, 1.0 if crop is None else crop)
-    elif ref.manifest:
-        prep = ref.manifest["input"]["preprocessing"]
+    elif ref.preprocessing:  # the embedded manifest's, else the standard TFLite Metadata's normalization
+        prep = dict(ref.preprocessing, **({} if crop is None else {"crop_fraction": crop}))
     else:
         raise EdgekitError(f"{model}: say how the model's pixels are scaled with --mean and --std (e.g. --mean "
                            f"127.5 --std 127.5 for [-1, 1]) or --preprocessing tf|torch|caffe; a guess would "

@@ -9,10 +9,9 @@ from pathlib import Path
 
 from device_bench.errors import EdgekitError
 from device_bench.images import make_preprocessing
-from device_bench.manifest import read_labels
+from device_bench.manifest import KERAS_SUFFIXES, read_labels
 
 SAMPLE_IMAGES = Path(__file__).resolve().parent / "sample_images"  # package data: in a wheel too
-MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 def default_calibration():
@@ -23,7 +22,7 @@ def default_calibration():
 def is_model_path(source):
     """A path to a model file or folder, rather than a zoo name."""
     source = os.fspath(source)
-    return os.path.exists(source) or source.endswith(MODEL_FILE_SUFFIXES) or os.sep in source
+    return os.path.exists(source) or source.endswith(KERAS_SUFFIXES) or os.sep in source
 
 
 def source_name(source, alpha=None, size=None):
@@ -33,7 +32,7 @@ def source_name(source, alpha=None, size=None):
         return getattr(source, "name", "model")
     if is_model_path(source):
         return Path(os.fspath(source).rstrip("/")).stem
-    from edgekit.models import resolve_args
+    from edgekit.zoo import resolve_args
     spec, alpha, size, _, _ = resolve_args(os.fspath(source), alpha, size)
     return spec.variant_name(alpha, size)
 
@@ -42,9 +41,9 @@ def load_source(source, *, alpha=None, size=None, classes=None, weights="none", 
                 std=None, preprocessing=None, crop=None, labels=None, seed=0, progress=None):
     """(keras.Model, ModelInfo) for a zoo name, a model file or folder, or an in-memory keras.Model."""
     from converters.pipeline import ModelInfo
-    from edgekit.models.macs import count_macs
+    from edgekit.zoo.macs import count_macs
     if isinstance(source, (str, os.PathLike)) and not is_model_path(source):
-        from edgekit.models import get_spec
+        from edgekit.zoo import get_spec
         spec = get_spec(os.fspath(source))  # an unknown name fails first, listing the close ones
         if mean is not None or std is not None or preprocessing is not None:
             raise EdgekitError(f"{source} is a zoo model and knows its preprocessing ({spec.preprocessing}); "
@@ -84,13 +83,17 @@ def load_source(source, *, alpha=None, size=None, classes=None, weights="none", 
 
 def _stored_meta(source, record):
     """What a model file made by `edgekit train`/`compress` says of itself; its facts join ``record``."""
-    from edgekit.models.meta import read_model_meta
+    from edgekit.zoo.meta import read_model_meta
     meta = read_model_meta(source) if isinstance(source, (str, os.PathLike)) else None
     if not meta:
         return {}
     record.update({k: meta[k] for k in ("family", "compression") if meta.get(k)})
     if (meta.get("training") or {}).get("dataset"):
         record["dataset"] = meta["training"]["dataset"]
+    if meta.get("training"):
+        record["trained"] = True
+    elif (meta.get("source") or {}).get("weights"):  # `edgekit build`: random unless it was given weights
+        record["trained"] = meta["source"]["weights"] != "none"
     return meta
 
 
@@ -106,7 +109,7 @@ def _from_model(source, unsafe):
         if not hasattr(source, "input_shape") or not hasattr(source, "get_weights"):
             raise EdgekitError(f"expected a zoo name, a model file or a keras.Model, got {type(source).__name__}")
         return source, source.name, {"kind": "keras", "name": source.name, "sha256": weights_sha256(source)}
-    from edgekit.models.loading import load_keras_model
+    from edgekit.zoo.loading import load_keras_model
     path = os.fspath(source)
     model = load_keras_model(path, unsafe=unsafe)
     return model, source_name(path), {"kind": "file", "path": os.path.abspath(path), "sha256": sha256_of(path)}
@@ -152,7 +155,7 @@ def _check_image_input(model, size, where):
 def _from_zoo(source, build, crop_fraction, seed):
     """A zoo model built with ``build`` (alpha, size, classes, weights); random weights are seeded."""
     from converters.pipeline import weights_sha256
-    from edgekit.models import create_model, resolve_args
+    from edgekit.zoo import create_model, resolve_args
     from edgekit.tf_import import import_tf
     spec, alpha, size, classes, weights = resolve_args(source, **build)
     _, keras = import_tf()
@@ -180,6 +183,6 @@ def labels_for(labels_file, spec, model, weights):
             raise EdgekitError(f"{where}: label {bad + 1} is empty or holds a line break: {labels[bad]!r}")
         return labels
     if spec is not None and model.output_shape[-1] == 1000 and weights == "imagenet":
-        from edgekit.models.imagenet import imagenet_labels
+        from edgekit.zoo.imagenet import imagenet_labels
         return imagenet_labels()
     return None

@@ -43,7 +43,7 @@ def load_split(folder, prep):
 def train(name, alpha, train_dir, prep, epochs, lr, seed=0):
     """Train a zoo network from scratch on the digits; returns the Keras model."""
     import keras
-    from edgekit.models import create_model
+    from edgekit.zoo import create_model
 
     keras.utils.set_random_seed(seed)
     model = create_model(name, alpha=alpha, size=SIZE, classes=10)

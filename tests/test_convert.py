@@ -149,7 +149,7 @@ def test_broken_variable_file_is_caught(tmp_path):
     import tensorflow as tf
     from converters.tflite_check import verify_tflite
     from device_bench.errors import EdgekitError
-    from edgekit.models import create_model
+    from edgekit.zoo import create_model
     model = create_model("mobilenet_v2", alpha=0.35, size=64, classes=10)
     fn = tf.function(lambda x: model(x)).get_concrete_function(tf.TensorSpec([1, 64, 64, 3], tf.float32))
     try:

@@ -123,7 +123,16 @@ def test_public_api_is_typed():
     """mypy passes on the public modules and the records (py.typed promises annotations to users' checkers)."""
     from mypy import api
     out, err, status = api.run(["--config-file", str(ROOT / "pyproject.toml"), "--no-incremental",
-                                str(ROOT / "edgekit" / "api.py"), str(ROOT / "device_bench" / "api.py"),
+                                str(ROOT / "edgekit" / "api.py"), str(ROOT / "edgekit" / "conversion.py"),
+                                str(ROOT / "device_bench" / "api.py"),
                                 str(ROOT / "device_bench" / "records.py")])
     assert status == 0, out + err
     assert (ROOT / "edgekit" / "py.typed").is_file()
+
+
+def test_the_lazy_facade_names_the_api():
+    """edgekit/__init__ lists the facade without importing it (a fast --help): the list must be api's own."""
+    import edgekit
+    import edgekit.api
+    assert set(edgekit._FACADE) == set(edgekit.api.__all__)
+    assert all(callable(getattr(edgekit, name)) for name in edgekit._FACADE)

@@ -3,7 +3,7 @@
 import pytest
 
 from device_bench.errors import EdgekitError
-from edgekit.models.loading import load_keras_model
+from edgekit.zoo.loading import load_keras_model
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ import pytest
 from converters.bundle_run import calibration_anchor
 from device_bench.errors import EdgekitError
 from device_bench.images import make_preprocessing
-from edgekit.models import get_spec
-from edgekit.models.spec import ModelSpec
+from edgekit.zoo import get_spec
+from edgekit.zoo.spec import ModelSpec
 from edgekit.study.rows import bench_command, evaluate_command, runtime_args
 from edgekit.study.run import _convert_command, _trained_name
 from edgekit.training.compress import check_methods, stage_label

@@ -77,7 +77,7 @@ def test_train_learns_and_converts_without_flags(trained, name, invoke, digits, 
 
 def test_seed_makes_reruns_identical(invoke, digits, tmp_path):
     from converters.pipeline import weights_sha256
-    from edgekit.models.loading import load_keras_model
+    from edgekit.zoo.loading import load_keras_model
     hashes = []
     for seed, name in ((3, "a"), (3, "b"), (4, "c")):
         _json(invoke("train", "squeezenet1_1", "--size", 32, digits["train"], "-o", tmp_path / f"{name}.keras",
@@ -119,7 +119,7 @@ def test_prune_75_reaches_the_sparsity_and_shrinks_the_gzipped_file(pruned, invo
     layers = record["steps"][0]["details"]["layers"]
     assert all(r["zero_fraction"] >= 0.74 for r in layers if r["pruned"]) and sum(r["pruned"] for r in layers) >= 20
     # the zeros are really in the saved file, which converts with no flags
-    from edgekit.models.loading import load_keras_model
+    from edgekit.zoo.loading import load_keras_model
     model = load_keras_model(path)
     kernel = model.get_layer(next(r["layer"] for r in layers if r["pruned"])).kernel.numpy()
     assert np.mean(kernel == 0) >= 0.74
@@ -145,7 +145,7 @@ def test_distillation_trains_the_student_and_its_baseline(trained, invoke, digit
     # stays near 10%
     assert 0 <= d["student_alone_top1"] <= 1 and d["distilled_top1"] >= 0.3
     assert record["measurements"][1]["stage"] == "distilled"
-    from edgekit.models.loading import load_keras_model
+    from edgekit.zoo.loading import load_keras_model
     assert load_keras_model(tmp_path / "s.keras").output_shape[-1] == 10
 
 
@@ -231,7 +231,7 @@ def test_teacher_and_student_class_counts_differ(trained, invoke, digits, tmp_pa
 
 def test_qat_names_the_layer_it_cannot_wrap(invoke, digits, tmp_path):
     import keras
-    from edgekit.models.meta import save_model
+    from edgekit.zoo.meta import save_model
     inputs = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
     x = keras.layers.LayerNormalization(name="odd_norm")(x)
@@ -282,7 +282,7 @@ def test_teacher_and_student_may_share_an_architecture():
     import keras
     from device_bench.images import make_preprocessing
     from edgekit.training.distill import distillation_trainer
-    from edgekit.models import create_model
+    from edgekit.zoo import create_model
     from edgekit.training.fit import TrainSettings
     teacher, student = (create_model("squeezenet1_1", size=32, classes=10) for _ in range(2))
     trainer, _ = distillation_trainer(student, teacher, make_preprocessing("torch"), make_preprocessing("tf"),

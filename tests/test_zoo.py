@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from edgekit.models import create_model, get_spec, list_models
-from edgekit.models.macs import count_macs
+from edgekit.zoo import create_model, get_spec, list_models
+from edgekit.zoo.macs import count_macs
 from device_bench.errors import EdgekitError
 
 
@@ -76,7 +76,7 @@ def test_build_writes_keras_file_and_refuses_overwrite(invoke, tmp_path):
     assert again.exit_code == 1 and "already exists" in again.output and "--force" in again.output
     forced = invoke("build", "squeezenet1_1", "--size", "64", "--classes", "3", "-o", out, "--force")
     assert forced.exit_code == 0
-    from edgekit.models.loading import load_keras_model
+    from edgekit.zoo.loading import load_keras_model
     assert load_keras_model(out).output_shape == (None, 3)
 
 
@@ -87,7 +87,7 @@ def test_build_with_local_weights_file(invoke, tmp_path):
     out = tmp_path / "sq.keras"
     result = invoke("build", "squeezenet1_1", "--size", "48", "--classes", "4", "--weights", weights, "-o", out)
     assert result.exit_code == 0, result.output
-    from edgekit.models.loading import load_keras_model
+    from edgekit.zoo.loading import load_keras_model
     loaded = load_keras_model(out)
     import numpy as np
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), loaded.get_weights()))
@@ -114,7 +114,7 @@ def test_build_errors_are_one_line(invoke, tmp_path, args, needle):
 
 def test_imagenet_labels_come_from_keras_in_index_order(monkeypatch):
     """Keras's own class index (decode_predictions' file) supplies the names; none are shipped."""
-    from edgekit.models.imagenet import imagenet_labels
+    from edgekit.zoo.imagenet import imagenet_labels
     fetched = imagenet_labels()
     assert fetched is None or (len(fetched) == 1000 and fetched[0] == "tench")
     import keras.src.applications.imagenet_utils as utils

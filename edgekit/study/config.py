@@ -11,14 +11,15 @@ from dataclasses import dataclass, field, fields
 
 from device_bench.errors import EdgekitError
 from device_bench.options import ALL, APIS, DEFAULT_CALIBRATION_COUNT, DEFAULT_REPEAT, PRECISIONS, RUNTIME_APIS, RUNTIMES
-from edgekit.models.registry import MAX_SIZE
+from edgekit.training.compress import COMPRESS_OPTIONS
+from edgekit.zoo.registry import MAX_SIZE
 from edgekit.sources import SAMPLE_IMAGES
 
 _MODEL_KEYS = {"name": str, "source": str, "alpha": (int, float), "size": int, "classes": int, "weights": str,
                "preprocessing": str, "mean": list, "std": list, "labels": str, "train": dict, "compress": list}
 _PATH_KEYS = ("calibration", "classify", "evaluate", "output", "dataset")
 # a compress variant's keys besides the training settings (epochs, lr, seed, ...)
-_VARIANT_KEYS = ("method", "sparsity", "student", "alpha", "size", "temperature", "label_weight", "baseline")
+_VARIANT_KEYS = ("method", *COMPRESS_OPTIONS)
 
 
 @dataclass

@@ -300,13 +300,13 @@ def _trained_name(m):
     """The file name of a study's trained model: the zoo name with width and size, or the file's stem."""
     if "source" in m:
         return os.path.splitext(os.path.basename(m["source"]))[0] + "_trained"
-    from edgekit.models import resolve_args
+    from edgekit.zoo import resolve_args
     spec, alpha, size, _, _ = resolve_args(m["name"], m.get("alpha"), m.get("size"), None, "none")
     return spec.variant_name(alpha, size)
 
 
 def _has_imagenet_weights(name):
-    from edgekit.models import get_spec
+    from edgekit.zoo import get_spec
     try:
         return get_spec(name).has_imagenet_weights
     except EdgekitError:

@@ -18,9 +18,8 @@ from device_bench.errors import EdgekitError
 from device_bench.options import COMPRESS_METHODS
 
 BENCH_RUNS = 30
-# compress_model's keyword options (beside the training settings), as a study's compress table names them
-COMPRESS_OPTIONS = ("sparsity", "student", "alpha", "size", "temperature", "label_weight", "baseline", "mean", "std",
-                    "preprocessing", "crop", "unsafe")
+# compress_model's keyword options that a study's compress table may give (beside the training settings)
+COMPRESS_OPTIONS = ("sparsity", "student", "alpha", "size", "temperature", "label_weight", "baseline")
 
 
 @dataclass
@@ -108,7 +107,7 @@ def build_student(student, teacher, teacher_prep, teacher_name, *, alpha=None, s
     from edgekit.tf_import import import_tf
     _, keras = import_tf()
     if not is_model_path(student):
-        from edgekit.models import create_model, resolve_args
+        from edgekit.zoo import create_model, resolve_args
         classes = int(teacher.output_shape[-1])
         spec, alpha, size, _, _ = resolve_args(student, alpha, size or teacher.input_shape[1], classes, "none")
         keras.utils.set_random_seed(seed)
@@ -117,7 +116,7 @@ def build_student(student, teacher, teacher_prep, teacher_name, *, alpha=None, s
         return model, prep, spec.variant_name(alpha, size)
     if alpha is not None or size is not None:
         raise EdgekitError(f"--alpha and --size apply to a zoo student, not to the file {student}")
-    from edgekit.models.meta import read_model_meta
+    from edgekit.zoo.meta import read_model_meta
     meta = read_model_meta(student) or {}
     prep = None if meta.get("preprocessing") else teacher_prep  # a bare file is taken to see the teacher's pixels
     model, info = load_source(student, unsafe=unsafe, mean=prep and prep["mean"], std=prep and prep["std"])
@@ -125,7 +124,7 @@ def build_student(student, teacher, teacher_prep, teacher_name, *, alpha=None, s
     return model, info.preprocessing, info.name
 
 
-def measure(model, stage, stage_meta, data, calibration, workdir, progress):
+def measure(model, stage, stage_meta, data, calibration, workdir, progress, unsafe=False):
     """Keras top-1, then the int8 bundle `edgekit convert` makes of the stage's .keras file (same pipeline,
     same calibration folder, so the same file): LiteRT top-1, raw and gzip size, quantize ops, p50 latency."""
     import numpy as np
@@ -134,12 +133,12 @@ def measure(model, stage, stage_meta, data, calibration, workdir, progress):
     from device_bench.predict import open_predictor
     from device_bench.sweep import run_isolated
     from edgekit.conversion import convert
-    from edgekit.models.meta import save_model
+    from edgekit.zoo.meta import save_model
     from edgekit.training.fit import top1
     m = Measurement(stage=stage, top1=top1(model, data.xv, data.yv))
     step = os.path.join(workdir, str(len(os.listdir(workdir))))
     path = save_model(model, f"{step}.keras", stage_meta)
-    bundle = convert(path, ["int8"], step, calibration=calibration)["int8"]
+    bundle = convert(path, ["int8"], step, calibration=calibration, unsafe=unsafe)["int8"]
     if bundle.error:
         m.error = f"int8 conversion failed: {bundle.error}"
         progress(f"{stage}: {m.error}")
@@ -164,7 +163,7 @@ def _load_input(source, dataset, options, mean, std, preprocessing, crop, unsafe
     """The input model, its preprocessing and labels, the training settings (split defaults to the one the
     model was trained with) and the dataset listing, all checked against one another."""
     from edgekit.training.data import list_dataset
-    from edgekit.models.meta import read_model_meta
+    from edgekit.zoo.meta import read_model_meta
     from edgekit.sources import load_source
     from edgekit.training.fit import TrainSettings, train_settings
     meta = (read_model_meta(source) if isinstance(source, (str, os.PathLike)) else None) or {}
@@ -228,7 +227,7 @@ def compress_model(source, dataset, output, methods, options=None, *, sparsity=N
     """Run the chain of ``methods`` on the model ``source`` with the class folders ``dataset``; write
     ``output`` (.keras, preprocessing and labels kept). Returns a CompressResult."""
     from edgekit.training.distill import DEFAULT_LABEL_WEIGHT, DEFAULT_TEMPERATURE
-    from edgekit.models.meta import check_keras_output, save_model
+    from edgekit.zoo.meta import check_keras_output, save_model
     from edgekit.tf_import import import_tf
     from edgekit.training.fit import load_data
     progress = progress or (lambda message: None)
@@ -259,7 +258,7 @@ def compress_model(source, dataset, output, methods, options=None, *, sparsity=N
     with tempfile.TemporaryDirectory(prefix="edgekit-compress-") as work:
         def measured(stage, label):
             return measure(stage.model, label, stage_meta(stage, meta.get("compression") or []), stage.data,
-                           listing.root, work, progress)
+                           listing.root, work, progress, unsafe)
 
         result.measurements.append(measured(stage, "input"))
         for i, method in enumerate(methods):

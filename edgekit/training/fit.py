@@ -3,7 +3,7 @@
 Transfer learning when pretrained weights are at hand (ImageNet's, a local weights file, or the
 user's model with another head): the new head trains on a frozen backbone, then the whole network
 fine-tunes at a tenth of the rate. Otherwise the network trains from scratch, and says so. The
-saved .keras file carries its preprocessing and labels (edgekit.models.meta).
+saved .keras file carries its preprocessing and labels (edgekit.zoo.meta).
 """
 
 import contextlib
@@ -58,7 +58,6 @@ def train_settings(options, base=None):
     if unknown:
         raise EdgekitError(f"unknown training option {unknown[0]!r}; known: {', '.join(sorted(known))}")
     return replace(base or TrainSettings(), **{k: v for k, v in options.items() if v is not None}).validate()
-
 
 
 @dataclass
@@ -283,7 +282,7 @@ def with_new_head(base, classes):
 
 def pretrained_zoo(name, spec, alpha, size, weights, note):
     """The 1000-class zoo model with pretrained weights, or None (training from scratch, said by ``note``)."""
-    from edgekit.models import create_model
+    from edgekit.zoo import create_model
     if weights in (None, "none"):
         note(f"{name}: training from scratch (--weights none)")
         return None
@@ -311,7 +310,7 @@ def build_for_training(source, labels, settings, note, *, alpha=None, size=None,
     _, keras = import_tf()
     classes = len(labels)
     if isinstance(source, (str, os.PathLike)) and not is_model_path(source):
-        from edgekit.models import create_model, resolve_args
+        from edgekit.zoo import create_model, resolve_args
         if mean is not None or std is not None or preprocessing is not None:
             raise EdgekitError(f"{source} is a zoo model and knows its preprocessing; --mean/--std/--preprocessing "
                                f"are for your own model files")
@@ -344,7 +343,7 @@ def train_model(source, dataset, output, settings=None, *, alpha=None, size=None
                 std=None, preprocessing=None, crop=None, unsafe=False, force=False, progress=None, bar=False):
     """Train ``source`` (zoo name or model file) on class folders and save a self-describing .keras file."""
     from edgekit.training.data import list_dataset
-    from edgekit.models.meta import check_keras_output, save_model
+    from edgekit.zoo.meta import check_keras_output, save_model
     progress = progress or (lambda message: None)
     settings = (settings or TrainSettings()).validate()
     output = check_keras_output(output, force)

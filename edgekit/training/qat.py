@@ -8,13 +8,13 @@ and poolings, after any activation TFLite fuses into its producer. keras.quantiz
 fake_quant_with_min_max_vars emits TensorFlow's FakeQuant ops, whose ranges the TFLite converter
 takes, so the result converts to a fully int8 graph, with no QUANTIZE or DEQUANTIZE inside.
 
-The layers live in edgekit.models.qat_layers, so that loading a QAT file needs no training code.
+The layers live in edgekit.zoo.qat_layers, so that loading a QAT file needs no training code.
 """
 
 import keras
 
 from device_bench.errors import EdgekitError
-from edgekit.models.qat_layers import FOLDS_INTO, QAT_CLASSES, RANGE_KINDS, SUPPORTED, ActivationQuantizer
+from edgekit.zoo.qat_layers import FOLDS_INTO, QAT_CLASSES, RANGE_KINDS, SUPPORTED, ActivationQuantizer
 
 
 def _graph(model):

@@ -1,6 +1,6 @@
 """MobileNet V1 and V2, reused from keras.applications rather than written again."""
 
-from edgekit.models.spec import ModelSpec, register_model
+from edgekit.zoo.spec import ModelSpec, register_model
 
 
 def _keras_weights(weights):

@@ -6,6 +6,7 @@ import re
 import sys
 
 from device_bench.errors import EdgekitError
+from device_bench.manifest import KERAS_SUFFIXES
 from device_bench.runtime import first_line
 from edgekit.tf_import import import_tf, quiet_stderr
 
@@ -20,9 +21,9 @@ def load_keras_model(path, unsafe=False):
         with quiet_stderr():
             if os.path.isdir(path):
                 return _load_saved_model(path, tf, keras)
-            if not path.endswith((".keras", ".h5", ".hdf5")):
+            if not path.endswith(KERAS_SUFFIXES):
                 raise EdgekitError(f"{path}: not a Keras model (expected .keras, .h5 or a SavedModel folder)")
-            import edgekit.models.qat_layers  # noqa: F401  (registers the QAT layers a compressed model may hold)
+            import edgekit.zoo.qat_layers  # noqa: F401  (registers the QAT layers a compressed model may hold)
             return keras.saving.load_model(path, safe_mode=not unsafe, compile=False)
     except EdgekitError:
         raise

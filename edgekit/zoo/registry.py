@@ -7,8 +7,8 @@ One small registered function per model, a frozen spec per model, ``list_models(
 import difflib
 
 from device_bench.errors import EdgekitError
-from edgekit.models import mobilenet, squeezenet  # noqa: F401  (their @register_model fill the registry)
-from edgekit.models.spec import REGISTRY
+from edgekit.zoo import mobilenet, squeezenet  # noqa: F401  (their @register_model fill the registry)
+from edgekit.zoo.spec import REGISTRY
 
 MAX_SIZE = 1024  # larger inputs allocate gigabytes of activations before anything could be measured
 
@@ -57,5 +57,5 @@ def resolve_args(name, alpha=None, size=None, classes=None, weights="none"):
 def create_model(name, alpha=None, size=None, classes=None, weights="none"):
     """Build a Keras model from the zoo. ``weights`` is 'none', 'imagenet' or a local weights file."""
     spec, alpha, size, classes, weights = resolve_args(name, alpha, size, classes, weights)
-    from edgekit.models.weights import build_with_weights
+    from edgekit.zoo.weights import build_with_weights
     return build_with_weights(spec, alpha, size, classes, weights)

@@ -12,10 +12,10 @@ from keras import ops
 PACKAGE = "edgekit"
 EMA_DECAY = 0.99
 # what the rewrite knows: layers that produce a new int8 range, and layers TFLite runs in their input's range
-RANGE_KINDS = ("Conv2D", "DepthwiseConv2D", "Dense", "BatchNormalization", "ReLU", "Activation", "Add", "Subtract",
-          "Multiply", "Average", "Concatenate", "AveragePooling2D", "GlobalAveragePooling2D")
-PASS_KINDS = ("InputLayer", "Dropout", "Reshape", "Flatten", "ZeroPadding2D", "MaxPooling2D", "GlobalMaxPooling2D",
-         "Identity", "Softmax")
+RANGE_KINDS = ("Conv2D", "DepthwiseConv2D", "Dense", "BatchNormalization", "ReLU", "Activation", "Add",
+               "Subtract", "Multiply", "Average", "Concatenate", "AveragePooling2D", "GlobalAveragePooling2D")
+PASS_KINDS = ("InputLayer", "Dropout", "Reshape", "Flatten", "ZeroPadding2D", "MaxPooling2D",
+              "GlobalMaxPooling2D", "Identity", "Softmax")
 FOLDS_INTO = ("Conv2D", "DepthwiseConv2D", "Dense")
 SUPPORTED = RANGE_KINDS + PASS_KINDS
 

@@ -1,7 +1,7 @@
 """Zoo-level operations behind `edgekit models` and `edgekit build`."""
 
-from edgekit.models import create_model, get_spec, list_models, resolve_args
-from edgekit.models.macs import count_macs
+from edgekit.zoo import create_model, get_spec, list_models, resolve_args
+from edgekit.zoo.macs import count_macs
 
 
 def describe_zoo():
@@ -22,8 +22,8 @@ def build_to_file(name, output, alpha=None, size=None, classes=None, weights="no
     """Build a zoo model and save it as .keras for ``edgekit build``, carrying its preprocessing (and ImageNet's
     labels with ImageNet weights) as `edgekit train` does, so that `edgekit convert` needs no --mean/--std."""
     from device_bench.images import make_preprocessing
-    from edgekit.models.imagenet import imagenet_labels
-    from edgekit.models.meta import check_keras_output, save_model
+    from edgekit.zoo.imagenet import imagenet_labels
+    from edgekit.zoo.meta import check_keras_output, save_model
     check_keras_output(output, force)
     spec, alpha, size, classes, weights = resolve_args(name, alpha, size, classes, weights)
     model = create_model(name, alpha=alpha, size=size, classes=classes, weights=weights)

@@ -5,7 +5,7 @@ Downsampling comes late, so most layers see large feature maps. The layout and c
 follow torchvision's reference, so the parameter counts match it exactly.
 """
 
-from edgekit.models.spec import ModelSpec, register_model
+from edgekit.zoo.spec import ModelSpec, register_model
 
 # (squeeze, expand) per fire module, and after which fire modules a max-pool comes
 _V10 = {"conv": (96, 7), "fires": [(16, 64), (16, 64), (32, 128), (32, 128), (48, 192), (48, 192),
