@@ -147,7 +147,7 @@ def digit_models(digits, runner, cli):
 # The fast tier (`pytest -m "not slow"`): pure functions, the layout, and the CLI on small files built in the
 # test. Whatever trains, converts whole zoo models, benchmarks in fresh processes, or stands up another venv or
 # a board is "slow": modules whose tests all do, and any test that asks for a fixture that does.
-SLOW_MODULES = {"test_api", "test_bench", "test_classify", "test_compress_convert", "test_convert", "test_fuzz",
+SLOW_MODULES = {"test_api", "test_bench", "test_classify", "test_convert", "test_fuzz",
                 "test_phone", "test_quantize", "test_reliability", "test_remote", "test_runtimes", "test_study",
                 "test_tflite_runtime", "test_train_compress", "test_wheel"}
 SLOW_FIXTURES = {"digit_models", "tiny_bundles", "trained", "pruned"}

@@ -7,6 +7,7 @@ machine moves them by a point or two. These tests hold what must always hold: lo
 epochs run, files written and loadable, accuracy far above chance, the structure of what was made."""
 
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -102,6 +103,19 @@ def pruned(trained, invoke, digits, tmp_path_factory):
     out = tmp_path_factory.mktemp("pruned") / "pruned.keras"
     return out, _json(invoke("compress", trained["mobilenet_v2"][0], digits["train"], "--method", "prune",
                              "--sparsity", 0.75, "--epochs", 8, "--augment", "none", "-o", out, "--json"))
+
+
+def test_compress_measures_the_int8_graph_convert_writes(pruned, invoke, tmp_path):
+    """compress measures the int8 file `edgekit convert` ships for the same model and calibration folder: the
+    very same converter output (graph_sha256), not a look-alike made another way."""
+    path, record = pruned
+    dense, thin = record["measurements"]
+    assert thin["error"] is None and len(thin["graph_sha256"]) == 64
+    # no --calibration: the file names the folder it was trained on, as compress calibrated on it
+    bundle = _json(invoke("convert", path, "-p", "int8", "-o", tmp_path, "--json"))["bundles"][0]["bundle"]
+    with open(os.path.join(bundle, "edgekit.json")) as f:
+        assert json.load(f)["graph_sha256"] == thin["graph_sha256"]
+    assert dense["graph_sha256"] != thin["graph_sha256"]  # the input stage is the unpruned model: another graph
 
 
 def test_prune_75_reaches_the_sparsity_and_shrinks_the_gzipped_file(pruned, invoke, digits, tmp_path):
