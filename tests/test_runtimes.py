@@ -140,8 +140,9 @@ def test_evaluate_in_each_runtime(invoke, digits, digit_models):
 
 def test_api_benchmark_takes_runtime_and_repeat(digit_models):
     import edgekit
+    from device_bench.options import BenchParams
     rows = edgekit.benchmark(digit_models[MODEL]["bundles"]["int8"], runtime="openvino", repeat=2, num_runs=2,
-                             min_secs=0, warmup_min_secs=0, ceiling=False)
+                             min_secs=0, params=BenchParams(warmup_min_secs=0, ceiling=False))
     assert len(rows) == 1 and rows[0].runtime["name"] == "openvino" and rows[0].repeat == 2
     assert rows[0].ceiling is None and len(rows[0].processes) == 2
     assert edgekit.BenchResult.from_dict(rows[0].to_dict()) == rows[0]
