@@ -15,25 +15,14 @@ Usage: python benchmarks/bench_compress.py [--workdir /tmp/edgekit-compress-benc
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PY, ROOT, median  # noqa: E402
+from common import ROOT, edgekit, median  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
-
-
-def edgekit(*args):
-    """Run the edgekit CLI; its stdout (JSON) parsed."""
-    proc = subprocess.run([PY, "-m", "edgekit.cli", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    if proc.returncode:
-        sys.exit(f"edgekit {' '.join(map(str, args))} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout)
 
 
 def main():

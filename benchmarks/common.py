@@ -1,6 +1,7 @@
 """Helpers shared by the benchmark scripts: full-size MobileNetV2 bundles cached per run, calibration photos."""
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,15 @@ from statistics import median  # noqa: F401  (the scripts' one median)
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PY = sys.executable
+
+
+def edgekit(*args):
+    """Run the edgekit CLI; its stdout (JSON) parsed."""
+    proc = subprocess.run([PY, "-m", "edgekit.cli", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    if proc.returncode:
+        sys.exit(f"edgekit {' '.join(map(str, args))} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout)
 
 
 def mobilenet_v2_bundles(workdir, precisions=("int8",)):

@@ -4,25 +4,14 @@ answers folded and unfolded builds share. One set per seed, so the spread a seed
 
 Everything after training goes through the edgekit CLI, as in the tests."""
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PY, ROOT  # noqa: E402
+from common import ROOT, edgekit  # noqa: E402,F401  (edgekit: the scripts import it from here too)
 
 sys.path.insert(0, str(ROOT / "tests"))
-
-
-def edgekit(*args):
-    """Run the edgekit CLI; its stdout (JSON) parsed."""
-    proc = subprocess.run([PY, "-m", "edgekit.cli", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    if proc.returncode:
-        sys.exit(f"edgekit {' '.join(map(str, args))} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout)
 
 
 def digits_data(work):
