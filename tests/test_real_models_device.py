@@ -217,7 +217,7 @@ def test_the_classifier_check_is_one_function(models):
     from device_bench.predict import check_classifier_output
     assert check_classifier_output([1, 10], "m") == 10 and check_classifier_output([1, 1, 1, 7], "m") == 7
     for shape in ([1, 257, 257, 21], [10], [2, 10], [1, 2, 2, 10], [1, 10, 4]):
-        with pytest.raises(EdgekitError, match=r"^m: output of shape"):
+        with pytest.raises(EdgekitError, match=r"^m: not an image classifier"):
             check_classifier_output(shape, "m")
 
 
