@@ -28,11 +28,11 @@ def _top1(invoke, bundle, dataset, *extra):
 
 
 def _strip_metadata(src, dst, signatures=True):
-    """Copy a .tflite without edgekit's embedded manifest and labels (and optionally its signatures), as
-    a model from elsewhere would come."""
+    """Copy a .tflite without edgekit's embedded manifest and labels, without the standard TFLite Metadata
+    (and optionally without its signatures), as a bare model from elsewhere would come."""
     from ai_edge_litert.tools import flatbuffer_utils as fbu
     model = fbu.convert_bytearray_to_object(bytearray(src.read_bytes()))
-    model.metadata = [m for m in model.metadata or [] if not m.name.decode().startswith("edgekit")]
+    model.metadata = [m for m in model.metadata or [] if not m.name.decode().startswith(("edgekit", "TFLITE_METADATA"))]
     if not signatures:
         model.signatureDefs = []
     dst.write_bytes(bytes(fbu.convert_object_to_bytearray(model)))
@@ -53,7 +53,8 @@ def test_hidden_model_quantized_where_tensorflow_cannot_be_imported(hidden, digi
     """The proof: a .tflite and no Keras model, quantized in a process where TensorFlow and Keras cannot
     be imported; int8 close to fp32 top-1 on the held-out digits."""
     from device_bench.manifest import read_bundle
-    assert read_bundle(hidden).manifest is None  # nothing about the model is known but the file
+    bare = read_bundle(hidden)
+    assert bare.manifest is None and bare.preprocessing is None  # nothing about the model is known but the file
     out = tmp_path / "out"
     code = ("import sys; from edgekit.cli import main; sys.argv[0] = 'edgekit'\n"
             "try:\n    main()\nfinally:\n    assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
