@@ -117,7 +117,8 @@ class _StudyRun:
             named = {k: options.pop(k) for k in COMPRESS_OPTIONS if k in options}
             out = compress_model(path, self.study.dataset,
                                  os.path.join(os.path.dirname(path), f"{stem}-{name.replace('%', '')}.keras"),
-                                 methods, options, force=True, progress=quiet, **named).path
+                                 methods, options, force=True, progress=quiet, measure_stages=False,
+                                 **named).path
         except EdgekitError as e:
             self.progress(f"   error: {e}")
             return [{"model": f"{stem} {name}", "variant": name, "precision": p, "error": str(e)}

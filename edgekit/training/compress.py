@@ -223,9 +223,12 @@ def _distill_step(stage, student, student_prep, listing, settings, opts, progres
 
 def compress_model(source, dataset, output, methods, options=None, *, sparsity=None, student=None, alpha=None,
                    size=None, temperature=None, label_weight=None, baseline=True, mean=None, std=None,
-                   preprocessing=None, crop=None, unsafe=False, force=False, progress=None, bar=False):
+                   preprocessing=None, crop=None, unsafe=False, force=False, progress=None, bar=False,
+                   measure_stages=True):
     """Run the chain of ``methods`` on the model ``source`` with the class folders ``dataset``; write
-    ``output`` (.keras, preprocessing and labels kept). Returns a CompressResult."""
+    ``output`` (.keras, preprocessing and labels kept). Returns a CompressResult.
+
+    ``measure_stages=False`` skips converting and measuring each stage: a study measures the output itself."""
     from edgekit.training.distill import DEFAULT_LABEL_WEIGHT, DEFAULT_TEMPERATURE
     from edgekit.zoo.meta import check_keras_output, save_model
     from edgekit.tf_import import import_tf
@@ -257,19 +260,21 @@ def compress_model(source, dataset, output, methods, options=None, *, sparsity=N
 
     with tempfile.TemporaryDirectory(prefix="edgekit-compress-") as work:
         def measured(stage, label):
-            return measure(stage.model, label, stage_meta(stage, meta.get("compression") or []), stage.data,
-                           listing.root, work, progress, unsafe)
+            if measure_stages:
+                result.measurements.append(measure(stage.model, label, stage_meta(stage, meta.get("compression") or []),
+                                                   stage.data, listing.root, work, progress, unsafe))
 
-        result.measurements.append(measured(stage, "input"))
+        measured(stage, "input")
         for i, method in enumerate(methods):
             label = stage_label(methods[:i + 1], sparsity)
             keras.utils.set_random_seed(settings.seed)
             stage, details = _run_step(method, stage, label, student_model, student_prep, listing, settings, sparsity,
                                        opts, progress, bar)
             stage.label = label
-            result.measurements.append(measured(stage, label))
-            result.steps.append({"method": method, "stage": label, "details": details,
-                                 "before": asdict(result.measurements[-2]), "after": asdict(result.measurements[-1])})
+            measured(stage, label)
+            result.steps.append({"method": method, "stage": label, "details": details})
+            if measure_stages:
+                result.steps[-1].update(before=asdict(result.measurements[-2]), after=asdict(result.measurements[-1]))
     history = list(meta.get("compression") or []) + [{"methods": methods, "stage": stage.label, "source": str(source),
                                                       "settings": result.settings}]
     save_model(stage.model, output, stage_meta(stage, history), force=force)
