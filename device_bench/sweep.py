@@ -108,9 +108,11 @@ def run_sweep(models, params, sweep=None, isolate=True, progress=None):
     return run_configurations(configurations(models, params, sweep), sweep, isolate, progress)
 
 
-def run_configurations(configs, sweep, isolate=True, progress=None):
+def run_configurations(configs, sweep, isolate=True, progress=None, run_one=None):
     """(model, BenchParams) configurations, each in ``sweep.repeat`` fresh processes, interleaved (round robin,
-    alternating direction); one combined BenchResult per configuration, in order."""
+    alternating direction); one combined BenchResult per configuration, in order. ``run_one(model, params)``
+    runs one process elsewhere (a phone's benchmark_model); by default device_bench runs it here."""
+    run_one = run_one or (lambda model, p: _run_one(model, p, isolate))
     runs = [[] for _ in configs]
     done, total = 0, len(configs) * sweep.repeat
     for round_ in range(sweep.repeat):
@@ -125,6 +127,6 @@ def run_configurations(configs, sweep, isolate=True, progress=None):
             if progress:
                 progress(f"[{done}/{total}] {_describe(model, p)}" +
                          (f", process {round_ + 1} of {sweep.repeat}" if sweep.repeat > 1 else ""))
-            runs[i].append(_run_one(model, p, isolate))
+            runs[i].append(run_one(model, p))
     info = {"repeat": sweep.repeat, "cooldown_s": sweep.cooldown, "order": ORDER, "configurations": len(configs)}
     return [replace(combine(r), sweep=info) for r in runs]

@@ -293,16 +293,30 @@ def target_options(f):
     f = click.option("--ssh-config", type=click.Path(dir_okay=False), help="An ssh_config file (ssh -F).")(f)
     f = click.option("--targets", "targets_file", type=click.Path(dir_okay=False), help="A file of targets, one per line.")(f)
     f = click.option("--target", "targets", multiple=True,
-                     help="'local', ssh://[user@]host[:port] or a Host alias; repeat for several devices at once.")(f)
+                     help="'local', ssh://[user@]host[:port], a Host alias, or (bench) 'adb' / adb://SERIAL for an "
+                          "Android phone; repeat for several devices at once.")(f)
     return f
 
 
-def read_target_options(targets, targets_file, ssh_config):
-    """The targets named by --target/--targets, or None to run here."""
+def phone_options(f):
+    """--adb, --benchmark-binary, --max-temp, --cooldown-max, --cpu-mask: how bench runs on an Android phone."""
+    f = click.option("--cpu-mask", help="Phone: pin benchmark_model to these cores with taskset (e.g. f0).")(f)
+    f = click.option("--cooldown-max", type=float, default=300.0, show_default=True,
+                     help="Phone: wait at most this long (s) for it to cool before each process.")(f)
+    f = click.option("--max-temp", type=float, default=37.0, show_default=True,
+                     help="Phone: start each process below this battery temperature (°C) and not throttled.")(f)
+    f = click.option("--benchmark-binary", type=click.Path(dir_okay=False),
+                     help="Phone: LiteRT's benchmark_model for its ABI, pushed for the run.")(f)
+    f = click.option("--adb", "adb_path", type=click.Path(dir_okay=False), help="The adb command (default: on PATH).")(f)
+    return f
+
+
+def read_target_options(targets, targets_file, ssh_config, phone=None):
+    """The targets named by --target/--targets, or None to run here; ``phone``: AdbSettings."""
     if not targets and not targets_file:
         return None
     from edgekit.targets import read_targets
-    return read_targets(targets, targets_file, ssh_config)
+    return read_targets(targets, targets_file, ssh_config, phone)
 
 
 def training_options(f):
@@ -434,7 +448,9 @@ def _step_lines(step):
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write a CSV file.")
 @click.option("--force", is_flag=True, help="Replace an existing CSV file.")
 @target_options
-def bench(models, as_json, csv_path, force, targets, targets_file, ssh_config, install_runtime, **options):
+@phone_options
+def bench(models, as_json, csv_path, force, targets, targets_file, ssh_config, install_runtime, adb_path,
+          benchmark_binary, max_temp, cooldown_max, cpu_mask, **options):
     """Benchmark MODELS (bundles or .tflite files), one fresh process per configuration, here or on --target."""
     from device_bench.options import params_from_options
     from device_bench.safe_write import refuse_existing
@@ -442,9 +458,11 @@ def bench(models, as_json, csv_path, force, targets, targets_file, ssh_config, i
     from edgekit import api
     if csv_path:
         refuse_existing(csv_path, force)
+    from edgekit.targets import AdbSettings
     params, sweep = params_from_options(options)
+    phone = AdbSettings(adb_path, benchmark_binary, max_temp, cooldown_max, cpu_mask)
     results = api.benchmark(models, sweep.threads, params=params, cooldown=sweep.cooldown, repeat=sweep.repeat,
-                            target=read_target_options(targets, targets_file, ssh_config),
+                            target=read_target_options(targets, targets_file, ssh_config, phone),
                             install_runtime=install_runtime, progress=None if as_json else progress)
     rows = [r.to_dict() for r in results]
     if csv_path:

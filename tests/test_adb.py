@@ -103,3 +103,161 @@ def test_unparseable_and_failed_transcripts_are_one_line():
     with pytest.raises(EdgekitError, match="benchmark_model failed: NN API returned error") as e:
         parse(failed)
     assert "\n" not in str(e.value)
+
+
+# The adb target, driven as a user would: `edgekit bench MODEL --target adb://SERIAL --benchmark-binary ...`.
+#
+# adb is a stand-in (tests/adb_standin/adb.py): a folder of this machine plays each phone, files really travel
+# into it and shell commands really run there. The phone's "benchmark_model" is a stand-in too: it checks that the
+# binary was pushed, made executable and is an ELF file, then replays a recorded public transcript. So these tests
+# prove the orchestration (probe, push, chmod, command line, thermal wait, pull, parse, records, repeats, cleanup,
+# failures), not that a real phone runs the model or what it measures.
+
+import os
+import stat
+import sys
+
+from conftest import ROOT
+
+STANDIN = ROOT / "tests" / "adb_standin"
+TRANSCRIPT = DATA / "ti_am62x_cpu_percentiles_tf2.20.txt"
+QUICK = ["--runs", "5", "--min-secs", "0", "--repeat", "1", "--json"]
+
+
+def elf(path, machine=183):
+    """A file with the ELF header of a binary for ``machine`` (183: aarch64, 62: x86_64); nothing runs it."""
+    path.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(11) + machine.to_bytes(2, "little") + bytes(44))
+    return path
+
+
+@pytest.fixture
+def phone(tmp_path, monkeypatch):
+    """A stand-in adb on PATH serving one phone, PHONE1, whose benchmark_model replays TRANSCRIPT."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    adb = bin_dir / "adb"
+    adb.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STANDIN / "adb.py"}" "$@"\n')
+    adb.chmod(adb.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    root = tmp_path / "phones"
+    for key, value in (("ROOT", root), ("DEVICES", "PHONE1:device"), ("TRANSCRIPT", TRANSCRIPT),
+                       ("LOG", tmp_path / "adb.log")):
+        monkeypatch.setenv(f"EDGEKIT_STANDIN_{key}", str(value))
+    model = tmp_path / "tiny.tflite"
+    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(24))  # never loaded: the replayed transcript is the output
+    return {"root": root, "model": model, "binary": elf(tmp_path / "android_aarch64_benchmark_model"),
+            "log": tmp_path / "adb.log"}
+
+
+def left_on(phone, serial="PHONE1"):
+    tmp = phone["root"] / serial / "data" / "local" / "tmp"
+    return sorted(os.listdir(tmp)) if tmp.exists() else []
+
+
+def bench(invoke, phone, *args):
+    return invoke("bench", phone["model"], "--benchmark-binary", phone["binary"], *QUICK, *args)
+
+
+def test_bench_on_a_phone_gives_local_records_and_leaves_nothing(invoke, phone):
+    r = bench(invoke, phone, "--target", "adb://PHONE1", "--threads", "1,4", "--repeat", "2")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert [(x["target"], x["threads"]) for x in rows] == [("adb://PHONE1", 1), ("adb://PHONE1", 4)]
+    row = rows[0]
+    assert row["runtime"]["name"] == "LiteRT benchmark_model" and row["runtime"]["accelerator"] == "cpu"
+    assert row["latency_ms"]["p50"] == pytest.approx(1239.807) and row["init_ms"] == pytest.approx(5.579)
+    assert row["repeat"] == 2 and len(row["processes"]) == 2 and row["latency_spread"]["relative"] == 0
+    assert row["memory_mb"]["overall"] == 109.832 and row["clock"]["before"]["temperature_c"] == 31
+    assert row["device"]["arch"] == "arm64-v8a" and row["device"]["board"] == "Stand-in Phone (PHONE1)"
+    log = phone["log"].read_text()
+    assert "--num_threads=4" in log and "--num_runs=5" in log and "--use_xnnpack=true" in log and "pull" in log
+    assert left_on(phone) == []
+
+
+def test_the_only_phone_two_phones_and_a_phone_that_goes_away(invoke, phone, monkeypatch):
+    assert json.loads(bench(invoke, phone, "--target", "adb").stdout)[0]["device"]["serial"] == "PHONE1"
+    monkeypatch.setenv("EDGEKIT_STANDIN_DEVICES", "PHONE1:device,PHONE2:device")
+    monkeypatch.setenv("EDGEKIT_STANDIN_VANISH", "PHONE2:1")  # unplugged after its first report was pulled
+    r = bench(invoke, phone, "--target", "adb://PHONE1", "--target", "adb://PHONE2", "--threads", "1,2")
+    assert r.exit_code == 1
+    rows = {(x["target"], x["threads"]): x for x in json.loads(r.stdout)}
+    assert all(rows[("adb://PHONE1", t)]["latency_ms"] for t in (1, 2))
+    assert rows[("adb://PHONE2", 1)]["latency_ms"]  # measured before it went
+    assert "the phone is gone" in rows[("adb://PHONE2", 2)]["error"]
+    assert left_on(phone, "PHONE1") == []
+
+
+@pytest.mark.parametrize("devices, target, message", [
+    ("", "adb", "no Android device attached: plug the phone in and enable USB debugging (Settings > Developer options)"),
+    ("A:device,B:device", "adb", "2 Android devices attached (A, B): name one with --target adb://SERIAL"),
+    ("A:device", "adb://NOPE", "no Android device 'NOPE' attached (attached: A)"),
+    ("A:unauthorized", "adb://A", "A: USB debugging is not authorized: accept the prompt on the phone"),
+])
+def test_which_phone_one_line_each(invoke, phone, monkeypatch, devices, target, message):
+    monkeypatch.setenv("EDGEKIT_STANDIN_DEVICES", devices)
+    r = bench(invoke, phone, "--target", target)
+    assert r.exit_code == 1
+    [row] = json.loads(r.stdout)
+    assert row["error"] == message
+
+
+def test_bad_binaries_and_options_are_one_line(invoke, phone, tmp_path, monkeypatch):
+    def error(*args):
+        r = invoke("bench", phone["model"], *QUICK, "--target", "adb://PHONE1", *args)
+        assert r.exit_code == 1
+        [row] = json.loads(r.stdout)
+        assert "\n" not in row["error"]
+        return row["error"]
+
+    assert "pass --benchmark-binary PATH" in error() and "android_aarch64_benchmark_model" in error()
+    x86 = elf(tmp_path / "x86_benchmark_model", 62)
+    assert "is built for x86_64, but the phone's ABI is arm64-v8a" in error("--benchmark-binary", x86)
+    assert "no ELF header" in error("--benchmark-binary", phone["model"])
+    assert error("--benchmark-binary", phone["binary"], "--input", phone["model"]) == \
+        "--input is not supported on an Android phone (benchmark_model runs there)"
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert error("--benchmark-binary", phone["binary"]).startswith("adb is not installed")
+    assert left_on(phone) == []
+
+
+def test_full_phone_and_unreadable_report_leave_nothing(invoke, phone, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEKIT_STANDIN_FULL", "PHONE1")
+    [row] = json.loads(bench(invoke, phone, "--target", "adb://PHONE1").stdout)
+    assert "/data/local/tmp on the phone is full" in row["error"]
+    assert left_on(phone) == []
+    monkeypatch.delenv("EDGEKIT_STANDIN_FULL")
+    garbage = tmp_path / "garbage.txt"
+    garbage.write_text("Segmentation fault\n")
+    monkeypatch.setenv("EDGEKIT_STANDIN_TRANSCRIPT", str(garbage))
+    [row] = json.loads(bench(invoke, phone, "--target", "adb://PHONE1").stdout)
+    assert "first line not understood: 'Segmentation fault'" in row["error"]
+    assert left_on(phone) == []
+
+
+def test_waits_for_a_hot_phone_and_says_when_it_gave_up(invoke, phone, monkeypatch):
+    import edgekit.targets.adb as adb
+    monkeypatch.setattr(adb, "POLL_SECONDS", 0.0)
+    monkeypatch.setenv("EDGEKIT_STANDIN_TEMPS", "31,41,40,36")  # probe, then two hot readings, then cool
+    [row] = json.loads(bench(invoke, phone, "--target", "adb://PHONE1").stdout)
+    assert row["clock"]["before"]["temperature_c"] == 36 and not any("hot" in w for w in row["warnings"])
+    monkeypatch.setenv("EDGEKIT_STANDIN_TEMPS", "45")
+    for f in phone["root"].glob(".*.temps"):
+        f.unlink()
+    [row] = json.loads(bench(invoke, phone, "--target", "adb://PHONE1", "--cooldown-max", "0").stdout)
+    assert any(w.startswith("started hot: 45") for w in row["warnings"])
+
+
+def test_ctrl_c_mid_run_leaves_nothing_on_the_phone(phone):
+    from device_bench.options import BenchParams, SweepSettings
+    from edgekit.targets import AdbSettings, AdbTarget
+    from edgekit.targets.adb_bench import bench_on_phone
+
+    def say(message):
+        if message.startswith("[1/"):  # the first benchmark process is about to start
+            assert left_on(phone)  # pushed
+            raise KeyboardInterrupt
+
+    target = AdbTarget("adb://PHONE1", AdbSettings(benchmark_binary=str(phone["binary"])))
+    with pytest.raises(KeyboardInterrupt):
+        bench_on_phone(target, [str(phone["model"])], BenchParams(), SweepSettings(), say)
+    assert left_on(phone) == []

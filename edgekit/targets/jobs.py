@@ -53,12 +53,17 @@ def _describe(info):
             + (f", {info['board']}" if info.get("board") else ""))
 
 
-def run_on_targets(targets, items, verb, tail, install_runtime=False, progress=print, finish=None):
-    """`device_bench VERB --json TAIL(folder)` on every target; each record gets the target and probe."""
+def run_on_targets(targets, items, verb, tail, install_runtime=False, progress=print, finish=None, native=None):
+    """`device_bench VERB --json TAIL(folder)` on every target; each record gets the target and probe. A target
+    with a ``native_runner`` of its own (a phone's benchmark_model) runs ``native(target, say)`` instead."""
     with tempfile.TemporaryDirectory(prefix="edgekit-remote-") as tmp:
         pyz = runner_file(tmp)
 
         def job(target, say):
+            if getattr(target, "native_runner", None):
+                if native is None:
+                    raise EdgekitError(f"{target}: only `edgekit bench` runs on this device ({target.native_runner})")
+                return native(target, say)
             say("probing")
             info = target.probe(install_runtime)
             say(f"{_describe(info)}; uploading")
@@ -82,10 +87,12 @@ def run_on_targets(targets, items, verb, tail, install_runtime=False, progress=p
 def bench_on_targets(targets, models, params, sweep, install_runtime=False, progress=print):
     """device_bench bench with ``params`` and ``sweep`` (SweepSettings) on each target; one row per model x
     configuration x target."""
+    from edgekit.targets.adb_bench import bench_on_phone
     items = _items(models)
     argv = params_to_argv(params, sweep)
     return run_on_targets(targets, items, "bench", lambda d: [*argv, "--", *[f"{d}/{n}" for _, n in items]],
-                          install_runtime, progress)
+                          install_runtime, progress,
+                          native=lambda target, say: bench_on_phone(target, [p for p, _ in items], params, sweep, say))
 
 
 def _model_argv(labels=None, mean=None, std=None, **open_options):

@@ -1,0 +1,168 @@
+"""`edgekit bench --target adb`: LiteRT's native benchmark_model on the phone, its printed report parsed into
+the same BenchResult records, repeats and spread as a run here.
+
+Each configuration runs in `repeat` fresh benchmark_model processes, interleaved across configurations
+(device_bench.sweep), each entered cool (AdbTarget.wait_cool); the phone's clock and temperature are read
+before and after every process.
+"""
+
+import hashlib
+import os
+import shlex
+import tempfile
+from dataclasses import fields, replace
+
+from device_bench.benchmark_model_parse import parse
+from device_bench.errors import EdgekitError
+from device_bench.manifest import read_bundle
+from device_bench.options import BenchParams
+from device_bench.records import BenchResult
+from device_bench.sweep import error_row, run_configurations
+from device_bench.environment import clock_drift
+from device_bench.repeats import with_processes
+
+RUNTIME_NAME = "LiteRT benchmark_model"
+NIGHTLY = "https://storage.googleapis.com/tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/latest/"
+ELF_ABIS = {183: "arm64-v8a", 40: "armeabi-v7a", 62: "x86_64", 3: "x86"}  # ELF e_machine -> Android ABI
+ACCELERATOR_FLAGS = {"cpu": [], "gpu": ["--use_gpu=true"], "npu": ["--use_nnapi=true"]}  # the NPU through NNAPI
+# BenchParams fields benchmark_model has a flag for, and those that mean nothing on a phone at their default.
+FLAGS = {"threads": "num_threads", "num_runs": "num_runs", "min_secs": "min_secs", "max_secs": "max_secs",
+         "warmup_runs": "warmup_runs", "warmup_min_secs": "warmup_min_secs", "run_delay": "run_delay"}
+HANDLED = set(FLAGS) | {"xnnpack", "accelerator", "poll_memory", "verify", "api", "ceiling", "runtime"}
+
+
+def check_params(params):
+    """One line naming the first option benchmark_model cannot honour (never silently ignored)."""
+    defaults = BenchParams()
+    for f in fields(BenchParams):
+        if f.name not in HANDLED and getattr(params, f.name) != getattr(defaults, f.name):
+            flag = "--" + f.name.replace("_", "-")
+            raise EdgekitError(f"{flag} is not supported on an Android phone (benchmark_model runs there)")
+    if params.runtime not in (None, "litert"):
+        raise EdgekitError(f"--runtime {params.runtime} on an Android phone: only LiteRT's benchmark_model runs there")
+    if params.accelerator not in ACCELERATOR_FLAGS:
+        raise EdgekitError(f"--accelerator {params.accelerator} on an Android phone: choose one of "
+                           f"{', '.join(ACCELERATOR_FLAGS)}")
+
+
+def benchmark_argv(binary, model, params, op_profile=False):
+    """benchmark_model's command line for one configuration."""
+    argv = [binary, f"--graph={model}"]
+    argv += [f"--{flag}={getattr(params, name)}" for name, flag in FLAGS.items()]
+    argv += [f"--use_xnnpack={'true' if params.xnnpack and params.accelerator == 'cpu' else 'false'}"]
+    argv += ACCELERATOR_FLAGS[params.accelerator]
+    argv += ["--report_peak_memory_footprint=true"] if params.poll_memory else []
+    return argv + (["--enable_op_profiling=true"] if op_profile else [])
+
+
+def binary_abi(path):
+    """The Android ABI a binary was built for, from its ELF header; one line when it is no binary at all."""
+    if not path:
+        raise EdgekitError("no benchmark_model binary: download LiteRT's for the phone's ABI (for arm64-v8a: "
+                           f"{NIGHTLY}android_aarch64_benchmark_model) and pass --benchmark-binary PATH")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError as e:
+        raise EdgekitError(f"{path}: cannot read the benchmark binary ({e.strerror})") from None
+    if head[:4] != b"\x7fELF":
+        raise EdgekitError(f"{path}: not a benchmark_model binary (no ELF header)")
+    machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+    return ELF_ABIS.get(machine, f"ELF machine {machine}")
+
+
+def _model_file(path, verify):
+    """(model.tflite to push, what the record says of it): a bundle is checked against its manifest first."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        if not os.path.isfile(path):
+            raise EdgekitError(f"{path}: no such bundle or file")
+        return path, {}
+    ref = read_bundle(path, verify)
+    m = ref.manifest or {}
+    return ref.tflite_path, {"precision": m.get("precision"), "params": m.get("params"), "macs": m.get("macs")}
+
+
+def _record(model, params, transcript, binary_sha, clock):
+    """A BenchResult of one benchmark_model process, in milliseconds as every record is."""
+    t = transcript
+    latency = t.runs.to_ms()
+    warnings = list(t.warnings)
+    if "p50" not in latency:
+        latency["p50"] = latency["mean"]
+        warnings.append("this benchmark_model prints no median: p50 is the mean of the timed runs")
+    runtime = {"name": RUNTIME_NAME, "version": f"sha256 {binary_sha[:12]}", "api": "interpreter",
+               "accelerator": params.accelerator, "delegate": t.delegate}
+    peak = t.memory_mb.get("peak_polled") or (t.memory_mb.get("overall") if t.memory_mb.get("format") == "peak" else None)
+    return BenchResult(model=os.path.basename(os.path.normpath(model["path"])), path=os.path.abspath(model["path"]),
+                       precision=model.get("precision"), params=model.get("params"), macs=model.get("macs"),
+                       model_size_bytes=os.path.getsize(model["file"]), runtime=runtime, threads=params.threads,
+                       xnnpack=params.xnnpack and params.accelerator == "cpu", delegate=t.delegate,
+                       init_ms=t.init_us / 1e3 if t.init_us is not None else None,
+                       first_ms=t.first_us / 1e3 if t.first_us is not None else None,
+                       warmup_ms=t.warmup.to_ms() if t.warmup else None, latency_ms=latency,
+                       throughput_per_s=1e3 / latency["mean"] if latency.get("mean") else None,
+                       delegated_nodes=t.delegated_nodes, total_nodes=t.total_nodes,
+                       fully_delegated=t.fully_delegated, peak_rss_mb=peak, memory_mb=dict(t.memory_mb) or None,
+                       timings_meaningful=True, params_used={"argv": benchmark_argv("benchmark_model", "MODEL", params)},
+                       warnings=warnings + clock_drift(clock["before"], clock["after"]), clock=clock,
+                       environment={"op_profile": [vars(o) for o in t.ops]} if t.ops else None)
+
+
+def bench_on_phone(target, models, params, sweep, say):
+    """Every model x thread count on one phone, `sweep.repeat` processes each; the records as dicts."""
+    check_params(params)
+    binary = target.settings.benchmark_binary
+    abi = binary_abi(binary)
+    files = [(m, *_model_file(m, params.verify)) for m in models]
+    say("probing")
+    info = target.probe()
+    if info["arch"] and abi != info["arch"]:
+        raise EdgekitError(f"{binary} is built for {abi}, but the phone's ABI is {info['arch']}: "
+                           f"use the benchmark_model for {info['arch']}")
+    say(f"{info['board']} ({info['soc']}, Android {info['android']}, {info['arch']}); pushing")
+    with open(binary, "rb") as f:
+        binary_sha = hashlib.sha256(f.read()).hexdigest()
+    items = [(binary, "benchmark_model")] + [(f, f"m{i}.tflite") for i, (_, f, _) in enumerate(files)]
+    folder = target.upload(items)
+    try:
+        target.shell(f"chmod 755 {shlex.quote(folder + '/benchmark_model')}", "chmod")
+        models_on_phone = {m: {"path": m, "file": f, "remote": f"{folder}/m{i}.tflite", **meta}
+                           for i, (m, f, meta) in enumerate(files)}
+        configs = [(m, replace(params, threads=t)) for m in models for t in sweep.threads]
+
+        def one(model, p):
+            return _one_process(target, folder, models_on_phone[model], p, binary_sha, say)
+
+        results = run_configurations(configs, sweep, progress=say, run_one=one)
+    finally:
+        target.cleanup(folder)
+    info["runtime"] = {"name": RUNTIME_NAME, "binary_sha256": binary_sha}
+    return [dict(r.to_dict(), target=target.spec, device=info) for r in results]
+
+
+def _one_process(target, folder, model, params, binary_sha, say):
+    """One benchmark_model process, entered cool; an error row when it fails or the phone goes away."""
+    try:
+        before, hot = target.wait_cool(say)
+        argv = benchmark_argv(f"{folder}/benchmark_model", model["remote"], params)
+        if target.settings.cpu_mask:
+            argv = ["taskset", target.settings.cpu_mask] + argv
+        report = f"{folder}/report.txt"
+        command = " ".join(shlex.quote(a) for a in argv) + f" > {shlex.quote(report)} 2>&1"
+        status = target.shell(f"{command}; echo exit=$?", "running benchmark_model").strip().rpartition("exit=")[2]
+        clock = {"before": before, "after": target.thermal()}
+        with tempfile.TemporaryDirectory(prefix="edgekit-adb-") as tmp:
+            target.pull(report, os.path.join(tmp, "report.txt"))
+            with open(os.path.join(tmp, "report.txt"), encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        try:
+            transcript = parse(text, f"{target.spec}: {os.path.basename(model['path'])}")
+        except EdgekitError as e:
+            raise EdgekitError(f"{e} (exit status {status or '?'})") from None
+        result = with_processes(_record(model, params, transcript, binary_sha, clock))
+        result.warnings += [hot] if hot else []
+        result.environment = dict(result.environment or {}, cpu_mask=target.settings.cpu_mask)
+        return result
+    except EdgekitError as e:
+        return error_row(model["path"], replace(params, runtime="litert"), str(e))
