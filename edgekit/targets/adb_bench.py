@@ -45,14 +45,13 @@ def check_params(params):
                            f"{', '.join(ACCELERATOR_FLAGS)}")
 
 
-def benchmark_argv(binary, model, params, op_profile=False):
+def benchmark_argv(binary, model, params):
     """benchmark_model's command line for one configuration."""
     argv = [binary, f"--graph={model}"]
     argv += [f"--{flag}={getattr(params, name)}" for name, flag in FLAGS.items()]
     argv += [f"--use_xnnpack={'true' if params.xnnpack and params.accelerator == 'cpu' else 'false'}"]
     argv += ACCELERATOR_FLAGS[params.accelerator]
-    argv += ["--report_peak_memory_footprint=true"] if params.poll_memory else []
-    return argv + (["--enable_op_profiling=true"] if op_profile else [])
+    return argv + (["--report_peak_memory_footprint=true"] if params.poll_memory else [])
 
 
 def binary_abi(path):
