@@ -107,17 +107,19 @@ def test_unparseable_and_failed_transcripts_are_one_line():
 
 # The adb target, driven as a user would: `edgekit bench MODEL --target adb://SERIAL --benchmark-binary ...`.
 #
-# adb is a stand-in (tests/adb_standin/adb.py): a folder of this machine plays each phone, files really travel
-# into it and shell commands really run there. The phone's "benchmark_model" is a stand-in too: it checks that the
+# adb is a stand-in (tests/adb_standin/adb.py): a folder of this machine (or, in the board test, of the emulated
+# aarch64 board, reached over ssh) plays each phone; files really travel into it and shell commands really run
+# there. The phone's "benchmark_model" is a stand-in too: it checks that the
 # binary was pushed, made executable and is an ELF file, then replays a recorded public transcript. So these tests
 # prove the orchestration (probe, push, chmod, command line, thermal wait, pull, parse, records, repeats, cleanup,
 # failures), not that a real phone runs the model or what it measures.
 
 import os
+import secrets
 import stat
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, board_ssh
 
 STANDIN = ROOT / "tests" / "adb_standin"
 TRANSCRIPT = DATA / "ti_am62x_cpu_percentiles_tf2.20.txt"
@@ -261,3 +263,29 @@ def test_ctrl_c_mid_run_leaves_nothing_on_the_phone(phone):
     with pytest.raises(KeyboardInterrupt):
         bench_on_phone(target, [str(phone["model"])], BenchParams(), SweepSettings(), say)
     assert left_on(phone) == []
+
+
+def test_bench_on_the_emulated_board_leaves_nothing_there(invoke, phone, board, monkeypatch):
+    """The stand-in adb in board mode: the phone is a folder on the emulated aarch64 board, files are pushed and
+    pulled over ssh and every shell command (mktemp, getprop, dumpsys, chmod, rm) runs in the board's sh. Its
+    "benchmark_model" is still the stand-in: on the board it checks the pushed binary is executable and an ELF
+    file, then replays the recorded transcript. Nothing here measures a model."""
+    phones = f"/root/adb-standin-{secrets.token_hex(4)}"
+    monkeypatch.setenv("EDGEKIT_STANDIN_BOARD", board["config"])
+    monkeypatch.setenv("EDGEKIT_STANDIN_BOARD_ROOT", phones)
+    try:
+        r = bench(invoke, phone, "--target", "adb://PHONE1", "--threads", "1,2", "--repeat", "2")
+        assert r.exit_code == 0, r.output
+        rows = json.loads(r.stdout)
+        assert [(x["target"], x["threads"], x["repeat"]) for x in rows] == [("adb://PHONE1", 1, 2), ("adb://PHONE1", 2, 2)]
+        assert rows[0]["latency_ms"]["p50"] == pytest.approx(1239.807) and rows[0]["memory_mb"]["overall"] == 109.832
+        assert rows[0]["device"]["board"] == "Stand-in Phone (PHONE1)" and rows[0]["clock"]["after"]["temperature_c"] == 31
+        log = phone["log"].read_text()
+        assert log.count(" push ") == 2 and log.count(" pull ") == 4 and "chmod 755" in log
+        there = board_ssh(board, f"cat {phones}/.PHONE1.temps; ls -A {phones}/PHONE1/data/local/tmp")
+        assert there.returncode == 0, there.stderr
+        # dumpsys ran on the board: the probe, then before and after each of the 4 processes
+        assert there.stdout.split() == ["9"]  # and /data/local/tmp there is empty
+        assert not phone["root"].joinpath("PHONE1").exists()  # nothing played the phone here
+    finally:
+        board_ssh(board, f"rm -rf {phones}")

@@ -1,10 +1,13 @@
-"""A stand-in for Android's `adb`, for tests: serves `devices`, `push`, `pull` and `shell` against a folder of
-this machine acting as the phones (EDGEKIT_STANDIN_ROOT/SERIAL/ is each phone's /).
+"""A stand-in for Android's `adb`, for tests: serves `devices`, `push`, `pull` and `shell` against a folder that
+plays each phone (its /data/local/tmp is PHONES/SERIAL/data/local/tmp).
 
-Files really travel and shell commands really run (in /bin/sh here, with getprop and dumpsys scripts that
-answer from the environment). The one thing not run is the aarch64 benchmark_model: where a command starts a
-pushed ``.../benchmark_model`` (checked to be there, executable and an ELF file), benchmark_model_replay.py
-prints the recorded transcript EDGEKIT_STANDIN_TRANSCRIPT instead.
+The phones live on this machine (PHONES is EDGEKIT_STANDIN_ROOT), or, in board mode (EDGEKIT_STANDIN_BOARD: the
+ssh_config of the emulated aarch64 board, tests/board/board.sh), on the board (PHONES is
+EDGEKIT_STANDIN_BOARD_ROOT there): `push` and `pull` copy the file over ssh, `shell` runs the command in the
+board's /bin/sh. Either way files really travel and commands really run, with getprop and dumpsys scripts
+(bin/) that answer from the environment. The one thing not run is the aarch64 benchmark_model: where a command
+starts a pushed ``.../benchmark_model`` (checked to be there, executable and an ELF file),
+benchmark_model_replay.py prints the recorded transcript EDGEKIT_STANDIN_TRANSCRIPT instead, on the board too.
 
 Environment: EDGEKIT_STANDIN_DEVICES "SERIAL:state,..." (state device, unauthorized, offline);
 EDGEKIT_STANDIN_FULL=SERIAL (pushes fail: disk full); EDGEKIT_STANDIN_VANISH=SERIAL:N (the phone is gone
@@ -12,15 +15,20 @@ once N files were pulled from it); EDGEKIT_STANDIN_TEMPS="41,36" (battery temper
 repeating); EDGEKIT_STANDIN_LOG (a file each adb command line is appended to).
 """
 
+import io
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.environ["EDGEKIT_STANDIN_ROOT"]
+ROOT = os.environ["EDGEKIT_STANDIN_ROOT"]  # adb's own state (pull counts), and the phones unless on the board
+BOARD = os.environ.get("EDGEKIT_STANDIN_BOARD")
+BOARD_ROOT = os.environ.get("EDGEKIT_STANDIN_BOARD_ROOT", "/root/adb-standin")
+PASSED = ("EDGEKIT_STANDIN_TEMPS", "EDGEKIT_STANDIN_ABI")  # read by bin/dumpsys and bin/getprop
 
 
 def devices():
@@ -46,22 +54,80 @@ def fail(message):
     sys.exit(1)
 
 
+def phone_root(serial):
+    """The folder playing the phone's /, here or on the board."""
+    return f"{BOARD_ROOT if BOARD else ROOT}/{serial}"
+
+
 def on_phone(serial, path):
-    return os.path.join(ROOT, serial) + path if path.startswith("/") else path
+    return phone_root(serial) + path if path.startswith("/") else path
+
+
+def on_board(command, stdin=None, stdout=None):
+    """Run a shell command line on the emulated board over ssh (stdin, stdout: bytes or open files)."""
+    return subprocess.run(["ssh", "-F", BOARD, "-o", "BatchMode=yes", "board", command],
+                          input=stdin if isinstance(stdin, bytes) else None,
+                          stdin=None if isinstance(stdin, bytes) else stdin,
+                          stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+
+
+def _helpers():
+    """bin/getprop, bin/dumpsys, the replay script and the transcript as a tar stream, for the board."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in ("bin/getprop", "bin/dumpsys", "benchmark_model_replay.py"):
+            tar.add(os.path.join(HERE, name), name)
+        if os.environ.get("EDGEKIT_STANDIN_TRANSCRIPT"):
+            tar.add(os.environ["EDGEKIT_STANDIN_TRANSCRIPT"], "transcript.txt")
+    return buf.getvalue()
 
 
 def shell(serial, command):
-    """Run the command in /bin/sh with the phone's folder as its root for /data/local/tmp paths."""
-    phone = os.path.join(ROOT, serial)
-    os.makedirs(phone + "/data/local/tmp", exist_ok=True)
+    """Run the command in /bin/sh, here or on the board, with the phone's folder in place of /data/local/tmp."""
+    phone = phone_root(serial)
     command = command.replace("/data/local/tmp", phone + "/data/local/tmp")
-    replay = f"{shlex.quote(sys.executable)} {shlex.quote(os.path.join(HERE, 'benchmark_model_replay.py'))}"
+    env = {k: os.environ[k] for k in PASSED if k in os.environ}
+    env["EDGEKIT_STANDIN_SERIAL"] = serial
+    if BOARD:
+        helpers = f"{phone}/.standin"
+        replay = f"python3 {helpers}/benchmark_model_replay.py"
+        env.update(EDGEKIT_STANDIN_ROOT=BOARD_ROOT, EDGEKIT_STANDIN_TRANSCRIPT=f"{helpers}/transcript.txt")
+    else:
+        helpers = HERE
+        replay = f"{shlex.quote(sys.executable)} {shlex.quote(os.path.join(HERE, 'benchmark_model_replay.py'))}"
     command, _ = re.subn(r"(^|[;&|]\s*|taskset \w+ )('?[^\s';&|]*/benchmark_model'?)(?= )", rf"\1{replay} \2", command)
-    env = dict(os.environ, PATH=os.path.join(HERE, "bin") + os.pathsep + os.environ["PATH"], EDGEKIT_STANDIN_SERIAL=serial)
-    proc = subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True, text=True)
-    sys.stdout.write(proc.stdout.replace(phone, ""))  # paths as the phone names them
-    sys.stderr.write(proc.stderr.replace(phone, ""))
+    if BOARD:
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        proc = on_board(f"mkdir -p {phone}/data/local/tmp {helpers} && tar -xf - -C {helpers} && "
+                        f"PATH={helpers}/bin:$PATH {exports} sh -c {shlex.quote(command)}", stdin=_helpers())
+    else:
+        os.makedirs(phone + "/data/local/tmp", exist_ok=True)
+        env = dict(os.environ, **env, PATH=os.path.join(helpers, "bin") + os.pathsep + os.environ["PATH"])
+        proc = subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True)
+    sys.stdout.write(proc.stdout.decode("utf-8", "replace").replace(phone, ""))  # paths as the phone names them
+    sys.stderr.write(proc.stderr.decode("utf-8", "replace").replace(phone, ""))
     return proc.returncode
+
+
+def push(local, remote):
+    if BOARD:
+        with open(local, "rb") as f:
+            proc = on_board(f"mkdir -p {shlex.quote(os.path.dirname(remote))} && cat > {shlex.quote(remote)}", f)
+        if proc.returncode:
+            fail(f"adb: error: failed to copy '{local}' to '{remote}': {proc.stderr.decode().strip()}")
+    else:
+        os.makedirs(os.path.dirname(remote), exist_ok=True)
+        shutil.copyfile(local, remote)
+
+
+def pull(remote, local):
+    if BOARD:
+        with open(local, "wb") as f:
+            proc = on_board(f"cat {shlex.quote(remote)}", stdout=f)
+        if proc.returncode:
+            fail(f"adb: error: failed to stat remote object '{remote}': No such file or directory")
+    else:
+        shutil.copyfile(remote, local)
 
 
 def main(args):
@@ -91,13 +157,11 @@ def main(args):
     if verb == "push":
         if os.environ.get("EDGEKIT_STANDIN_FULL") == serial:
             fail(f"adb: error: failed to copy '{rest[0]}' to '{rest[1]}': remote No space left on device")
-        dest = on_phone(serial, rest[1])
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        shutil.copyfile(rest[0], dest)
+        push(rest[0], on_phone(serial, rest[1]))
         print(f"{rest[0]}: 1 file pushed, 0 skipped.")
         return 0
     if verb == "pull":
-        shutil.copyfile(on_phone(serial, rest[0]), rest[1])
+        pull(on_phone(serial, rest[0]), rest[1])
         _count(serial, "pulls", add=1)
         return 0
     if verb == "shell":
