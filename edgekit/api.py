@@ -85,7 +85,8 @@ def benchmark(models: Union[PathLike, Sequence[PathLike]], threads: Sequence[int
         return device.benchmark(models, threads, params, cooldown, progress=progress, repeat=repeat, **named)
     from edgekit.targets.jobs import bench_on_targets
     sweep = device.sweep_settings(threads, repeat, cooldown)
-    params = replace(params or BenchParams(), threads=sweep.threads[0], **named).validate()
+    native = all(getattr(t, "native_runner", None) for t in targets)  # every one a phone's benchmark_model
+    params = replace(params or BenchParams(), threads=sweep.threads[0], **named).validate(native=native)
     rows = bench_on_targets(targets, device.as_paths(models), params, sweep, install_runtime,
                             progress or (lambda m: None))
     return BenchResults(items=[BenchResult.from_dict({"model": None, **r}) for r in rows])

@@ -173,7 +173,26 @@ def test_bench_on_a_phone_gives_local_records_and_leaves_nothing(invoke, phone):
     assert row["device"]["arch"] == "arm64-v8a" and row["device"]["board"] == "Stand-in Phone (PHONE1)"
     log = phone["log"].read_text()
     assert "--num_threads=4" in log and "--num_runs=5" in log and "--use_xnnpack=true" in log and "pull" in log
+    assert "--enable_op_profiling" not in log and "op_profile" not in row
     assert left_on(phone) == []
+
+
+def test_op_profile_on_a_phone_and_not_here(invoke, phone, monkeypatch):
+    monkeypatch.setenv("EDGEKIT_STANDIN_TRANSCRIPT", str(DATA / "riscv64_cpu_op_profile_tf2.8.txt"))
+    r = bench(invoke, phone, "--target", "adb://PHONE1", "--op-profile", "--repeat", "2")
+    assert r.exit_code == 0, r.output
+    [row] = json.loads(r.stdout)
+    assert "--enable_op_profiling=true" in phone["log"].read_text()
+    ops = row["op_profile"]
+    assert len(ops) == 31 and row["repeat"] == 2  # each operator's median over the two processes
+    assert ops[0] == {"node_type": "CONV_2D", "avg_ms": 60.957, "share": pytest.approx(0.02066),
+                      "name": "[MobilenetV1/MobilenetV1/Conv2d_0/Relu6]:0"}
+    monkeypatch.setenv("EDGEKIT_STANDIN_TRANSCRIPT", str(TRANSCRIPT))  # a build that printed no table
+    [row] = json.loads(bench(invoke, phone, "--target", "adb://PHONE1", "--op-profile").stdout)
+    assert "--op-profile: benchmark_model printed no operator table" in row["warnings"] and "op_profile" not in row
+    here = invoke("bench", phone["model"], "--op-profile")
+    assert here.exit_code == 1 and here.output.strip() == \
+        "Error: --op-profile needs LiteRT's benchmark_model: bench on an Android phone (--target adb)"
 
 
 def test_the_only_phone_two_phones_and_a_phone_that_goes_away(invoke, phone, monkeypatch):

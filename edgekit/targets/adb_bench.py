@@ -28,7 +28,7 @@ ACCELERATOR_FLAGS = {"cpu": [], "gpu": ["--use_gpu=true"], "npu": ["--use_nnapi=
 # BenchParams fields benchmark_model has a flag for, and those that mean nothing on a phone at their default.
 FLAGS = {"threads": "num_threads", "num_runs": "num_runs", "min_secs": "min_secs", "max_secs": "max_secs",
          "warmup_runs": "warmup_runs", "warmup_min_secs": "warmup_min_secs", "run_delay": "run_delay"}
-HANDLED = set(FLAGS) | {"xnnpack", "accelerator", "poll_memory", "verify", "api", "ceiling", "runtime"}
+HANDLED = set(FLAGS) | {"xnnpack", "accelerator", "poll_memory", "verify", "api", "ceiling", "runtime", "op_profile"}
 
 
 def check_params(params):
@@ -51,7 +51,8 @@ def benchmark_argv(binary, model, params):
     argv += [f"--{flag}={getattr(params, name)}" for name, flag in FLAGS.items()]
     argv += [f"--use_xnnpack={'true' if params.xnnpack and params.accelerator == 'cpu' else 'false'}"]
     argv += ACCELERATOR_FLAGS[params.accelerator]
-    return argv + (["--report_peak_memory_footprint=true"] if params.poll_memory else [])
+    argv += ["--report_peak_memory_footprint=true"] if params.poll_memory else []
+    return argv + (["--enable_op_profiling=true"] if params.op_profile else [])
 
 
 def binary_abi(path):
@@ -90,6 +91,8 @@ def _record(model, params, transcript, binary_sha, clock):
     if "p50" not in latency:
         latency["p50"] = latency["mean"]
         warnings.append("this benchmark_model prints no median: p50 is the mean of the timed runs")
+    if params.op_profile and not t.ops:
+        warnings.append("--op-profile: benchmark_model printed no operator table")
     runtime = {"name": RUNTIME_NAME, "version": f"sha256 {binary_sha[:12]}", "api": "interpreter",
                "accelerator": params.accelerator, "delegate": t.delegate}
     peak = t.memory_mb.get("peak_polled") or (t.memory_mb.get("overall") if t.memory_mb.get("format") == "peak" else None)
@@ -105,7 +108,7 @@ def _record(model, params, transcript, binary_sha, clock):
                        fully_delegated=t.fully_delegated, peak_rss_mb=peak, memory_mb=dict(t.memory_mb) or None,
                        timings_meaningful=True, params_used={"argv": benchmark_argv("benchmark_model", "MODEL", params)},
                        warnings=warnings + clock_drift(clock["before"], clock["after"]), clock=clock,
-                       environment={"op_profile": [vars(o) for o in t.ops]} if t.ops else None)
+                       op_profile=[vars(o) for o in t.ops] if params.op_profile and t.ops else None)
 
 
 def bench_on_phone(target, models, params, sweep, say):
