@@ -60,7 +60,8 @@ class BenchParams:
 
     def validate(self, native=False):
         """Raise EdgekitError naming the first field out of range; returns self. ``native``: LiteRT's own
-        benchmark_model runs these (an Android phone), the only runner that profiles operators."""
+        benchmark_model runs these (an Android phone), whose --accelerator picks a delegate whatever the API,
+        and the only runner that profiles operators."""
         if self.threads < 1:
             raise EdgekitError(f"threads must be at least 1, got {self.threads}")
         if self.num_runs < 1:
@@ -79,8 +80,8 @@ class BenchParams:
         _check_choice("accelerator", self.accelerator, ACCELERATORS + (ALL,))
         if self.runtime in RUNTIME_APIS and self.api and self.api not in RUNTIME_APIS[self.runtime]:
             raise EdgekitError(f"runtime {self.runtime} has no {self.api} API; it has {', '.join(RUNTIME_APIS[self.runtime])}")
-        if self.accelerator in ("gpu", "npu") and (self.api == "interpreter" or
-                                                   (self.api is None and self.runtime in (None, "litert"))):
+        if not native and self.accelerator in ("gpu", "npu") and (
+                self.api == "interpreter" or (self.api is None and self.runtime in (None, "litert"))):
             raise EdgekitError(f"accelerator {self.accelerator} needs --api compiled (LiteRT's CompiledModel) or "
                                f"--runtime openvino; the Interpreter API runs on the CPU (or a --delegate)")
         if self.op_profile and not native:

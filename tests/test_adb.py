@@ -177,6 +177,23 @@ def test_bench_on_a_phone_gives_local_records_and_leaves_nothing(invoke, phone):
     assert left_on(phone) == []
 
 
+@pytest.mark.parametrize("accelerator, transcript, flag", [
+    ("gpu", "android_gpu_tf_issue43541.txt", "--use_gpu=true"),
+    ("npu", "android_nnapi_op_profile_tf2.4.txt", "--use_nnapi=true"),
+])
+def test_accelerators_on_a_phone_need_no_compiled_api(invoke, phone, monkeypatch, accelerator, transcript, flag):
+    """benchmark_model picks the delegate itself: --api compiled is asked for only where device_bench runs."""
+    monkeypatch.setenv("EDGEKIT_STANDIN_TRANSCRIPT", str(DATA / transcript))
+    r = bench(invoke, phone, "--target", "adb://PHONE1", "--accelerator", accelerator)
+    assert r.exit_code == 0, r.output
+    [row] = json.loads(r.stdout)
+    assert row["runtime"]["accelerator"] == accelerator and row["xnnpack"] is False and row["latency_ms"]
+    log = phone["log"].read_text()
+    assert flag in log and "--use_xnnpack=false" in log
+    here = invoke("bench", phone["model"], "--accelerator", accelerator)
+    assert here.exit_code == 1 and f"accelerator {accelerator} needs --api compiled" in here.output
+
+
 def test_op_profile_on_a_phone_and_not_here(invoke, phone, monkeypatch):
     monkeypatch.setenv("EDGEKIT_STANDIN_TRANSCRIPT", str(DATA / "riscv64_cpu_op_profile_tf2.8.txt"))
     r = bench(invoke, phone, "--target", "adb://PHONE1", "--op-profile", "--repeat", "2")
