@@ -311,12 +311,12 @@ def phone_options(f):
     return f
 
 
-def read_target_options(targets, targets_file, ssh_config, phone=None):
-    """The targets named by --target/--targets, or None to run here; ``phone``: AdbSettings."""
+def read_target_options(targets, targets_file):
+    """The names given with --target/--targets (the API opens them), or None to run here."""
     if not targets and not targets_file:
         return None
-    from edgekit.targets import read_targets
-    return read_targets(targets, targets_file, ssh_config, phone)
+    from edgekit.targets import target_specs
+    return target_specs(targets, targets_file)
 
 
 def training_options(f):
@@ -458,12 +458,12 @@ def bench(models, as_json, csv_path, force, targets, targets_file, ssh_config, i
     from edgekit import api
     if csv_path:
         refuse_existing(csv_path, force)
-    from edgekit.targets import AdbSettings
     params, sweep = params_from_options(options)
-    phone = AdbSettings(adb_path, benchmark_binary, max_temp, cooldown_max, cpu_mask)
     results = api.benchmark(models, sweep.threads, params=params, cooldown=sweep.cooldown, repeat=sweep.repeat,
-                            target=read_target_options(targets, targets_file, ssh_config, phone),
-                            install_runtime=install_runtime, progress=None if as_json else progress)
+                            target=read_target_options(targets, targets_file), ssh_config=ssh_config,
+                            install_runtime=install_runtime, adb=adb_path, benchmark_binary=benchmark_binary,
+                            max_temp=max_temp, cooldown_max=cooldown_max, cpu_mask=cpu_mask,
+                            progress=None if as_json else progress)
     rows = [r.to_dict() for r in results]
     if csv_path:
         write_csv(csv_path, rows, force)
@@ -494,7 +494,7 @@ def model_read_options(f):
 def _read_kwargs(labels, mean, std, targets, targets_file, ssh_config, install_runtime, **open_opts):
     from device_bench.images import parse_floats
     return {"labels": labels, "mean": parse_floats(mean, "mean"), "std": parse_floats(std, "std"), **open_opts,
-            "target": read_target_options(targets, targets_file, ssh_config),
+            "target": read_target_options(targets, targets_file), "ssh_config": ssh_config,
             "install_runtime": install_runtime, "progress": progress}
 
 
@@ -559,7 +559,7 @@ def inspect(model, as_json, **options):
 def deploy(bundles, folder, as_json, targets, targets_file, ssh_config, install_runtime):
     """Copy BUNDLES and device_bench.pyz to a named folder on each --target, and leave them there."""
     from edgekit import api
-    results = api.deploy(bundles, read_target_options(targets, targets_file, ssh_config), folder=folder,
+    results = api.deploy(bundles, read_target_options(targets, targets_file), folder=folder, ssh_config=ssh_config,
                          install_runtime=install_runtime, progress=progress)
     if as_json:
         echo_json(results)

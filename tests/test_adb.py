@@ -285,6 +285,16 @@ def test_waits_for_a_hot_phone_and_says_when_it_gave_up(invoke, phone, monkeypat
     assert any(w.startswith("started hot: 45") for w in row["warnings"])
 
 
+def test_the_api_takes_the_same_phone_settings(phone):
+    """edgekit.benchmark is the one place phone settings are built; `edgekit bench` passes its options to it."""
+    import edgekit
+    [row] = edgekit.benchmark(phone["model"], target="adb://PHONE1", benchmark_binary=phone["binary"], num_runs=5,
+                              repeat=1, cpu_mask="1", max_temp=30.0, cooldown_max=0)
+    assert row.ok and row.runtime["name"] == "LiteRT benchmark_model" and row.environment["cpu_mask"] == "1"
+    assert any(w.startswith("started hot: 31") for w in row.warnings)  # 31 °C is above max_temp=30
+    assert "taskset 1 " in phone["log"].read_text() and left_on(phone) == []
+
+
 def test_ctrl_c_mid_run_leaves_nothing_on_the_phone(phone):
     from device_bench.options import BenchParams, SweepSettings
     from edgekit.targets import AdbSettings, AdbTarget

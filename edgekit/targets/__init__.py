@@ -7,7 +7,7 @@ from edgekit.targets.base import Target
 from edgekit.targets.local import LocalTarget
 from edgekit.targets.ssh import SshTarget
 
-__all__ = ["AdbSettings", "AdbTarget", "LocalTarget", "SshTarget", "Target", "open_target", "read_targets"]
+__all__ = ["AdbSettings", "AdbTarget", "LocalTarget", "SshTarget", "Target", "open_target", "read_targets", "target_specs"]
 
 
 def open_target(spec, ssh_config=None, adb=None):
@@ -20,8 +20,8 @@ def open_target(spec, ssh_config=None, adb=None):
     return SshTarget(spec, ssh_config)
 
 
-def read_targets(targets=(), targets_file=None, ssh_config=None, adb=None):
-    """Targets from the command line and from a file of one per line (# comments allowed)."""
+def target_specs(targets=(), targets_file=None):
+    """Target names from the command line and from a file of one per line (# comments allowed)."""
     specs = [targets] if isinstance(targets, str) else list(targets or [])
     if targets_file:
         try:
@@ -31,4 +31,9 @@ def read_targets(targets=(), targets_file=None, ssh_config=None, adb=None):
             raise EdgekitError(f"{targets_file}: cannot read targets ({e.strerror})") from None
     if not specs:
         raise EdgekitError("no targets given")
-    return [t if isinstance(t, Target) else open_target(t, ssh_config, adb) for t in specs]
+    return specs
+
+
+def read_targets(targets, ssh_config=None, adb=None):
+    """A Target for each name (a Target stays as it is); ``adb``: AdbSettings for the phones among them."""
+    return [t if isinstance(t, Target) else open_target(t, ssh_config, adb) for t in target_specs(targets)]
