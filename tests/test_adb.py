@@ -114,8 +114,10 @@ def test_unparseable_and_failed_transcripts_are_one_line():
 # prove the orchestration (probe, push, chmod, command line, thermal wait, pull, parse, records, repeats, cleanup,
 # failures), not that a real phone runs the model or what it measures.
 
+import csv
 import os
 import secrets
+import shutil
 import stat
 import sys
 
@@ -293,6 +295,34 @@ def test_the_api_takes_the_same_phone_settings(phone):
     assert row.ok and row.runtime["name"] == "LiteRT benchmark_model" and row.environment["cpu_mask"] == "1"
     assert any(w.startswith("started hot: 31") for w in row.warnings)  # 31 °C is above max_temp=30
     assert "taskset 1 " in phone["log"].read_text() and left_on(phone) == []
+
+
+def test_report_and_recommend_show_the_phone_beside_this_machine(invoke, phone, tmp_path):
+    """The same model measured here (really) and on the stand-in phone (a replayed transcript), side by side."""
+    model = tmp_path / "dense.tflite"
+    shutil.copyfile(ROOT / "device_bench" / "data" / "ceiling_fp32.tflite", model)
+    for name, args in (("here", ()), ("phone", ("--target", "adb://PHONE1", "--benchmark-binary", phone["binary"]))):
+        r = invoke("bench", model, *QUICK, "--repeat", "2", "--no-ceiling", *args)
+        assert r.exit_code == 0, r.output
+        (tmp_path / f"{name}.json").write_text(r.stdout)
+    results = [tmp_path / "here.json", tmp_path / "phone.json"]
+    r = invoke("report", *results, "-o", tmp_path / "cmp")
+    assert r.exit_code == 0, r.output
+    with open(tmp_path / "cmp" / "results.csv", newline="") as f:
+        rows = {row["device"].split(",")[0]: row for row in csv.DictReader(f)}
+    assert rows.keys() - {"Stand-in Phone (PHONE1)"}, rows.keys()  # and this machine's row beside it
+    there = rows.pop("Stand-in Phone (PHONE1)")
+    [here] = rows.values()
+    assert there["model"] == here["model"] == "dense" and float(there["p50_ms"]) == pytest.approx(1239.807)
+    assert there["runtime"].startswith("LiteRT benchmark_model sha256 ") and here["runtime"].startswith("litert ")
+    md = (tmp_path / "cmp" / "report.md").read_text()
+    assert "## Stand-in Phone (PHONE1)" in md and "Android 14" in md
+    assert f"dense.tflite --target adb://PHONE1 --benchmark-binary {phone['binary']} --threads 1" in md
+    r = invoke("recommend", *results, "--json")
+    recs = {rec["device"].split(",")[0]: rec for rec in json.loads(r.stdout)["items"]}
+    winner = recs["Stand-in Phone (PHONE1)"]["winner"]
+    assert winner["runtime_label"].startswith("LiteRT benchmark_model sha256 ") and len(recs) == 2
+    assert "--target adb://PHONE1" in recs["Stand-in Phone (PHONE1)"]["command"]
 
 
 def test_ctrl_c_mid_run_leaves_nothing_on_the_phone(phone):

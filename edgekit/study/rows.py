@@ -30,7 +30,7 @@ def accuracy_for(row, bench):
 def _bench_figures(row, b):
     """The table's figures of one benchmark entry: latency, spread, memory, achieved MAC/s and fraction of peak."""
     lat, spread = b["latency_ms"], b.get("latency_spread") or {}
-    out = {"init_ms": b["init_ms"], "p50_ms": lat["p50"], "p90_ms": lat["p90"], "peak_rss_mb": b["peak_rss_mb"],
+    out = {"init_ms": b["init_ms"], "p50_ms": lat["p50"], "p90_ms": lat.get("p90"), "peak_rss_mb": b["peak_rss_mb"],
            "spread": spread.get("relative"), "p50_min_ms": spread.get("p50_min"), "p50_max_ms": spread.get("p50_max"),
            "processes": spread.get("processes")}
     if row.get("macs"):
@@ -127,10 +127,13 @@ def load_results(paths):
 
 
 def runtime_args(runtime):
-    """--runtime/--api/--accelerator that pick the runtime of a runtime record again."""
+    """--runtime/--api/--accelerator that pick the runtime of a runtime record again; on a phone, where its own
+    benchmark_model is the runtime, --target and --benchmark-binary (and --accelerator)."""
     args, runtime = [], runtime or {}
-    for flag, key, default in (("--runtime", "name", None), ("--api", "api", None),
-                               ("--accelerator", "accelerator", "cpu")):
+    keys = (("--runtime", "name", None), ("--api", "api", None), ("--accelerator", "accelerator", "cpu"))
+    if runtime.get("binary"):
+        args, keys = ["--target", runtime.get("target") or "adb", "--benchmark-binary", runtime["binary"]], keys[2:]
+    for flag, key, default in keys:
         if runtime.get(key) and runtime[key] != default:
             args += [flag, runtime[key]]
     return args

@@ -20,7 +20,8 @@ POLL_SECONDS = 5.0  # between temperature readings while the phone cools down
 # One round trip for everything the probe wants: `key=value` lines.
 PROBE = ("for p in ro.product.cpu.abi ro.product.model ro.soc.model ro.build.version.release; "
          "do echo \"$p=$(getprop $p)\"; done; "
-         "echo \"governor=$(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null)\"")
+         "echo \"governor=$(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null)\"; "
+         "echo \"cores=$(ls -d /sys/devices/system/cpu/cpu[0-9]* 2>/dev/null | wc -l)\"")
 THERMAL = ("echo \"battery=$(dumpsys battery 2>/dev/null | grep -m1 temperature)\"; "
            "echo \"thermal=$(dumpsys thermalservice 2>/dev/null | grep -m1 'Thermal Status')\"; "
            "echo \"freq=$(cat /sys/devices/system/cpu/cpu*/cpufreq/scaling_cur_freq 2>/dev/null | tr '\\n' ' ')\"")
@@ -95,12 +96,13 @@ class AdbTarget(Target):
         return self.adb_run(["shell", " ".join(shlex.quote(str(a)) for a in argv)], timeout)
 
     def probe(self, install_runtime=False):
-        """ABI, model, SoC, Android version and CPU governor, as the phone reports them."""
+        """ABI, model, SoC, Android version, CPU governor and cores, as the phone reports them."""
         self.connect()
         values = _key_values(self.shell(PROBE, "probe", timeout=60))
         info = {"arch": values.get("ro.product.cpu.abi") or None, "board": values.get("ro.product.model") or None,
                 "soc": values.get("ro.soc.model") or None, "android": values.get("ro.build.version.release") or None,
-                "governor": values.get("governor") or None, "serial": self.serial}
+                "governor": values.get("governor") or None, "serial": self.serial,
+                "cores": int(values.get("cores", "").strip() or 0) or None}
         info.update(self.thermal())
         return info
 

@@ -72,18 +72,15 @@ def binary_abi(path):
 
 
 def _model_file(path, verify):
-    """(model.tflite to push, what the record says of it): a bundle is checked against its manifest first."""
-    path = os.fspath(path)
-    if not os.path.isdir(path):
-        if not os.path.isfile(path):
-            raise EdgekitError(f"{path}: no such bundle or file")
-        return path, {}
-    ref = read_bundle(path, verify)
+    """(model.tflite to push, what the record says of it), read as a run here reads it (a bundle is checked
+    against its manifest first), so both name the model alike."""
+    ref = read_bundle(os.fspath(path), verify)
     m = ref.manifest or {}
-    return ref.tflite_path, {"precision": m.get("precision"), "params": m.get("params"), "macs": m.get("macs")}
+    return ref.tflite_path, {"name": ref.name, "precision": m.get("precision"), "params": m.get("params"),
+                             "macs": m.get("macs")}
 
 
-def _record(model, params, transcript, binary_sha, clock):
+def _record(model, params, transcript, target, binary, clock):
     """A BenchResult of one benchmark_model process, in milliseconds as every record is."""
     t = transcript
     latency = t.runs.to_ms()
@@ -93,10 +90,11 @@ def _record(model, params, transcript, binary_sha, clock):
         warnings.append("this benchmark_model prints no median: p50 is the mean of the timed runs")
     if params.op_profile and not t.ops:
         warnings.append("--op-profile: benchmark_model printed no operator table")
-    runtime = {"name": RUNTIME_NAME, "version": f"sha256 {binary_sha[:12]}", "api": "interpreter",
-               "accelerator": params.accelerator, "delegate": t.delegate}
+    # the binary's path and the target too: on a phone they are what picks this runtime again
+    runtime = {"name": binary["name"], "version": binary["version"], "api": "interpreter",
+               "accelerator": params.accelerator, "delegate": t.delegate, "target": target, "binary": binary["path"]}
     peak = t.memory_mb.get("peak_polled") or (t.memory_mb.get("overall") if t.memory_mb.get("format") == "peak" else None)
-    return BenchResult(model=os.path.basename(os.path.normpath(model["path"])), path=os.path.abspath(model["path"]),
+    return BenchResult(model=model["name"], path=os.path.abspath(model["path"]),
                        precision=model.get("precision"), params=model.get("params"), macs=model.get("macs"),
                        model_size_bytes=os.path.getsize(model["file"]), runtime=runtime, threads=params.threads,
                        xnnpack=params.xnnpack and params.accelerator == "cpu", delegate=t.delegate,
@@ -125,6 +123,10 @@ def bench_on_phone(target, models, params, sweep, say):
     say(f"{info['board']} ({info['soc']}, Android {info['android']}, {info['arch']}); pushing")
     with open(binary, "rb") as f:
         binary_sha = hashlib.sha256(f.read()).hexdigest()
+    # benchmark_model prints no version of its own: the binary is named by its sha256
+    info["runtime"] = {"name": RUNTIME_NAME, "version": f"sha256 {binary_sha[:12]}", "binary_sha256": binary_sha,
+                       "path": os.path.abspath(binary)}
+    env = phone_environment(info, target.settings.cpu_mask)
     items = [(binary, "benchmark_model")] + [(f, f"m{i}.tflite") for i, (_, f, _) in enumerate(files)]
     folder = target.upload(items)
     try:
@@ -134,16 +136,22 @@ def bench_on_phone(target, models, params, sweep, say):
         configs = [(m, replace(params, threads=t)) for m in models for t in sweep.threads]
 
         def one(model, p):
-            return _one_process(target, folder, models_on_phone[model], p, binary_sha, say)
+            return _one_process(target, folder, models_on_phone[model], p, env, say)
 
         results = run_configurations(configs, sweep, progress=say, run_one=one)
     finally:
         target.cleanup(folder)
-    info["runtime"] = {"name": RUNTIME_NAME, "binary_sha256": binary_sha}
     return [dict(r.to_dict(), target=target.spec, device=info) for r in results]
 
 
-def _one_process(target, folder, model, params, binary_sha, say):
+def phone_environment(info, cpu_mask):
+    """A record's environment, from the probe: what reports name the phone by (model, SoC, ABI, Android)."""
+    return {"board": info["board"], "cpu": info["soc"], "arch": info["arch"], "cores": info["cores"],
+            "governor": info["governor"], "os": f"Android {info['android']}", "serial": info["serial"],
+            "runtime": info["runtime"], "cpu_mask": cpu_mask}
+
+
+def _one_process(target, folder, model, params, env, say):
     """One benchmark_model process, entered cool; an error row when it fails or the phone goes away."""
     try:
         before, hot = target.wait_cool(say)
@@ -162,9 +170,9 @@ def _one_process(target, folder, model, params, binary_sha, say):
             transcript = parse(text, f"{target.spec}: {os.path.basename(model['path'])}")
         except EdgekitError as e:
             raise EdgekitError(f"{e} (exit status {status or '?'})") from None
-        result = with_processes(_record(model, params, transcript, binary_sha, clock))
+        result = with_processes(_record(model, params, transcript, target.spec, env["runtime"], clock))
         result.warnings += [hot] if hot else []
-        result.environment = dict(result.environment or {}, cpu_mask=target.settings.cpu_mask)
+        result.environment = env
         return result
     except EdgekitError as e:
         return error_row(model["path"], replace(params, runtime="litert"), str(e))
