@@ -119,6 +119,7 @@ import os
 import secrets
 import shutil
 import stat
+import subprocess
 import sys
 
 from conftest import ROOT, board_ssh
@@ -365,3 +366,29 @@ def test_bench_on_the_emulated_board_leaves_nothing_there(invoke, phone, board, 
         assert not phone["root"].joinpath("PHONE1").exists()  # nothing played the phone here
     finally:
         board_ssh(board, f"rm -rf {phones}")
+
+
+def test_on_a_real_phone(invoke):
+    """Opt-in, end to end on a real phone: EDGEKIT_ADB_SERIAL names it (`adb devices`), EDGEKIT_BENCHMARK_BINARY
+    is LiteRT's benchmark_model for its ABI; adb is the one on PATH. Nothing is faked here."""
+    serial, binary = os.environ.get("EDGEKIT_ADB_SERIAL"), os.environ.get("EDGEKIT_BENCHMARK_BINARY")
+    if not serial:
+        pytest.skip("no real phone: set EDGEKIT_ADB_SERIAL (and EDGEKIT_BENCHMARK_BINARY) to run on one")
+    if not binary or not os.path.isfile(binary):
+        pytest.skip(f"EDGEKIT_BENCHMARK_BINARY must name LiteRT's benchmark_model for the phone, got {binary!r}")
+
+    def ours():
+        listing = subprocess.run(["adb", "-s", serial, "shell", "ls /data/local/tmp"], capture_output=True, text=True)
+        return {name for name in listing.stdout.split() if name.startswith("edgekit-")}
+
+    before = ours()
+    models = [ROOT / "device_bench" / "data" / f"ceiling_{p}.tflite" for p in ("fp32", "int8")]
+    r = invoke("bench", *models, "--target", f"adb://{serial}", "--benchmark-binary", binary, "--runs", "20",
+               "--threads", "1,4", "--repeat", "2", "--op-profile", "--cooldown-max", "120", "--json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert [(x["model"], x["threads"]) for x in rows] == [(m, t) for m in ("ceiling_fp32", "ceiling_int8") for t in (1, 4)]
+    for row in rows:
+        assert row["latency_ms"]["p50"] > 0 and row["repeat"] == 2 and row["op_profile"], row
+        assert row["device"]["serial"] == serial and row["environment"]["board"] and row["environment"]["arch"]
+    assert ours() == before
