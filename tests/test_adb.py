@@ -125,6 +125,7 @@ import sys
 from conftest import ROOT, board_ssh
 
 STANDIN = ROOT / "tests" / "adb_standin"
+CEILING = ROOT / "device_bench" / "data"  # two small real models (fp32, int8) that run anywhere
 TRANSCRIPT = DATA / "ti_am62x_cpu_percentiles_tf2.20.txt"
 QUICK = ["--runs", "5", "--min-secs", "0", "--repeat", "1", "--json"]
 
@@ -301,7 +302,7 @@ def test_the_api_takes_the_same_phone_settings(phone):
 def test_report_and_recommend_show_the_phone_beside_this_machine(invoke, phone, tmp_path):
     """The same model measured here (really) and on the stand-in phone (a replayed transcript), side by side."""
     model = tmp_path / "dense.tflite"
-    shutil.copyfile(ROOT / "device_bench" / "data" / "ceiling_fp32.tflite", model)
+    shutil.copyfile(CEILING / "ceiling_fp32.tflite", model)
     for name, args in (("here", ()), ("phone", ("--target", "adb://PHONE1", "--benchmark-binary", phone["binary"]))):
         r = invoke("bench", model, *QUICK, "--repeat", "2", "--no-ceiling", *args)
         assert r.exit_code == 0, r.output
@@ -382,7 +383,7 @@ def test_on_a_real_phone(invoke):
         return {name for name in listing.stdout.split() if name.startswith("edgekit-")}
 
     before = ours()
-    models = [ROOT / "device_bench" / "data" / f"ceiling_{p}.tflite" for p in ("fp32", "int8")]
+    models = [CEILING / f"ceiling_{p}.tflite" for p in ("fp32", "int8")]
     r = invoke("bench", *models, "--target", f"adb://{serial}", "--benchmark-binary", binary, "--runs", "20",
                "--threads", "1,4", "--repeat", "2", "--op-profile", "--cooldown-max", "120", "--json")
     assert r.exit_code == 0, r.output
