@@ -63,12 +63,10 @@ def on_phone(serial, path):
     return phone_root(serial) + path if path.startswith("/") else path
 
 
-def on_board(command, stdin=None, stdout=None):
-    """Run a shell command line on the emulated board over ssh (stdin, stdout: bytes or open files)."""
-    return subprocess.run(["ssh", "-F", BOARD, "-o", "BatchMode=yes", "board", command],
-                          input=stdin if isinstance(stdin, bytes) else None,
-                          stdin=None if isinstance(stdin, bytes) else stdin,
-                          stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+def on_board(command, data=b"", stdout=subprocess.PIPE):
+    """Run a shell command line on the emulated board over ssh, ``data`` on its stdin."""
+    return subprocess.run(["ssh", "-F", BOARD, "-o", "BatchMode=yes", "board", command], input=data,
+                          stdout=stdout, stderr=subprocess.PIPE, timeout=120)
 
 
 def _helpers():
@@ -99,7 +97,7 @@ def shell(serial, command):
     if BOARD:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         proc = on_board(f"mkdir -p {phone}/data/local/tmp {helpers} && tar -xf - -C {helpers} && "
-                        f"PATH={helpers}/bin:$PATH {exports} sh -c {shlex.quote(command)}", stdin=_helpers())
+                        f"PATH={helpers}/bin:$PATH {exports} sh -c {shlex.quote(command)}", _helpers())
     else:
         os.makedirs(phone + "/data/local/tmp", exist_ok=True)
         env = dict(os.environ, **env, PATH=os.path.join(helpers, "bin") + os.pathsep + os.environ["PATH"])
@@ -110,9 +108,11 @@ def shell(serial, command):
 
 
 def push(local, remote):
+    """Copy a file into the phone's folder (over ssh to the board)."""
     if BOARD:
         with open(local, "rb") as f:
-            proc = on_board(f"mkdir -p {shlex.quote(os.path.dirname(remote))} && cat > {shlex.quote(remote)}", f)
+            data = f.read()
+        proc = on_board(f"mkdir -p {shlex.quote(os.path.dirname(remote))} && cat > {shlex.quote(remote)}", data)
         if proc.returncode:
             fail(f"adb: error: failed to copy '{local}' to '{remote}': {proc.stderr.decode().strip()}")
     else:
@@ -121,6 +121,7 @@ def push(local, remote):
 
 
 def pull(remote, local):
+    """Copy a file out of the phone's folder (over ssh from the board)."""
     if BOARD:
         with open(local, "wb") as f:
             proc = on_board(f"cat {shlex.quote(remote)}", stdout=f)
