@@ -58,6 +58,15 @@ def run_isolated(model, params, timeout=None):
                                         f"{last[:300]}")
 
 
+def wait_or_stop(cancel, seconds=0.0):
+    """Sleep ``seconds``, but raise KeyboardInterrupt as soon as ``cancel`` (a threading.Event, or None) is set:
+    how a run in a worker thread sees the Ctrl-C that only its main thread received."""
+    if cancel is None:
+        time.sleep(seconds)
+    elif cancel.wait(seconds):
+        raise KeyboardInterrupt
+
+
 def runtime_specs(params):
     """(runtime, api, accelerator) for each runtime a sweep covers: ``all`` expands to every installed
     runtime and API, accelerator ``all`` to cpu, gpu and npu for the compiled APIs (the Interpreter: cpu)."""
@@ -108,10 +117,11 @@ def run_sweep(models, params, sweep=None, isolate=True, progress=None):
     return run_configurations(configurations(models, params, sweep), sweep, isolate, progress)
 
 
-def run_configurations(configs, sweep, isolate=True, progress=None, run_one=None):
+def run_configurations(configs, sweep, isolate=True, progress=None, run_one=None, cancel=None):
     """(model, BenchParams) configurations, each in ``sweep.repeat`` fresh processes, interleaved (round robin,
     alternating direction); one combined BenchResult per configuration, in order. ``run_one(model, params)``
-    runs one process elsewhere (a phone's benchmark_model); by default device_bench runs it here."""
+    runs one process elsewhere (a phone's benchmark_model); by default device_bench runs it here. Once
+    ``cancel`` is set no further process starts (KeyboardInterrupt)."""
     run_one = run_one or (lambda model, p: _run_one(model, p, isolate))
     runs = [[] for _ in configs]
     done, total = 0, len(configs) * sweep.repeat
@@ -122,7 +132,8 @@ def run_configurations(configs, sweep, isolate=True, progress=None, run_one=None
                 continue  # a failed or absent configuration fails again: do not repeat it
             model, p = configs[i]
             if done and sweep.cooldown:
-                time.sleep(sweep.cooldown)
+                wait_or_stop(cancel, sweep.cooldown)
+            wait_or_stop(cancel)
             done += 1
             if progress:
                 progress(f"[{done}/{total}] {_describe(model, p)}" +

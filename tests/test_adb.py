@@ -118,6 +118,7 @@ import csv
 import os
 import secrets
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -327,19 +328,28 @@ def test_report_and_recommend_show_the_phone_beside_this_machine(invoke, phone, 
     assert "--target adb://PHONE1" in recs["Stand-in Phone (PHONE1)"]["command"]
 
 
-def test_ctrl_c_mid_run_leaves_nothing_on_the_phone(phone):
-    from device_bench.options import BenchParams, SweepSettings
-    from edgekit.targets import AdbSettings, AdbTarget
-    from edgekit.targets.adb_bench import bench_on_phone
-
-    def say(message):
-        if message.startswith("[1/"):  # the first benchmark process is about to start
-            assert left_on(phone)  # pushed
-            raise KeyboardInterrupt
-
-    target = AdbTarget("adb://PHONE1", AdbSettings(benchmark_binary=str(phone["binary"])))
-    with pytest.raises(KeyboardInterrupt):
-        bench_on_phone(target, [str(phone["model"])], BenchParams(), SweepSettings(), say)
+def test_ctrl_c_stops_a_phone_run_at_once_and_leaves_nothing(phone):
+    """Ctrl-C as a terminal sends it (SIGINT to the whole process group: edgekit and its adb children) once the
+    first of 12 benchmark_model processes has run: no further process starts, the phone is cleaned up, and the
+    command ends as interrupted."""
+    proc = subprocess.Popen([sys.executable, "-m", "edgekit.cli", "bench", str(phone["model"]), "--target", "adb://PHONE1",
+                             "--benchmark-binary", str(phone["binary"]), "--runs", "5", "--min-secs", "0",
+                             "--threads", "1,2,3,4", "--repeat", "3"],
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    seen = []
+    for line in proc.stderr:  # progress lines as they come
+        seen.append(line)
+        if "] [2/12] " in line:  # the first process has run, the second is starting
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    _, rest = proc.communicate(timeout=300)  # generous: without the fix it runs all 12 processes
+    stderr = "".join(seen) + rest
+    assert "] [2/12] " in "".join(seen), stderr[-2000:]
+    assert proc.returncode == 130 and stderr.strip().splitlines()[-1] == "Error: interrupted", stderr[-2000:]
+    assert "Traceback" not in stderr
+    runs = [line for line in phone["log"].read_text().splitlines() if "/benchmark_model --graph=" in line]
+    assert 1 <= len(runs) <= 3, runs  # of 12: the first, the one under way, at most one begun before the stop was seen
     assert left_on(phone) == []
 
 

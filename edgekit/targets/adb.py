@@ -8,11 +8,13 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from typing import Optional
 
 from device_bench.errors import EdgekitError
+from device_bench.sweep import wait_or_stop
 from edgekit.targets.base import RUN_TIMEOUT, Target, completed
 
 DEVICE_TMP = "/data/local/tmp"
@@ -62,7 +64,10 @@ class AdbTarget(Target):
     def adb_run(self, args, timeout=RUN_TIMEOUT):
         """adb [-s SERIAL] ARGS, as a CompletedProcess with bytes."""
         serial = ["-s", self.serial] if self.serial else []
-        return completed([self.adb(), *serial, *args], None, timeout, self.spec)
+        proc = completed([self.adb(), *serial, *args], None, timeout, self.spec)
+        if proc.returncode in (-signal.SIGINT, 128 + signal.SIGINT):
+            raise KeyboardInterrupt  # adb died of the user's Ctrl-C: an interrupted run, not a failed step
+        return proc
 
     def connect(self):
         """Pick the phone: the serial asked for, or the only one attached; one line when it cannot be used."""
@@ -116,9 +121,9 @@ class AdbTarget(Target):
                 "thermal_status": int(status.group(1)) if status else None,
                 "frequency_mhz": max(freqs) if freqs else None}
 
-    def wait_cool(self, say):
+    def wait_cool(self, say, cancel=None):
         """Wait (at most --cooldown-max) until the phone is below --max-temp and not throttled; returns the
-        last reading and a warning when it never got there."""
+        last reading and a warning when it never got there. KeyboardInterrupt once ``cancel`` is set."""
         deadline = time.monotonic() + self.settings.cooldown_max
         while True:
             now = self.thermal()
@@ -129,7 +134,7 @@ class AdbTarget(Target):
                 return now, (f"started hot: {now['temperature_c']} °C, thermal status {now['thermal_status']} "
                              f"after waiting {self.settings.cooldown_max:.0f} s (--cooldown-max)")
             say(f"cooling down: {now['temperature_c']} °C, thermal status {now['thermal_status']}")
-            time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+            wait_or_stop(cancel, min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
     def upload(self, items, keep_dir=None):
         if keep_dir:

@@ -109,8 +109,9 @@ def _record(model, params, transcript, target, binary, clock):
                        op_profile=[vars(o) for o in t.ops] if params.op_profile and t.ops else None)
 
 
-def bench_on_phone(target, models, params, sweep, say):
-    """Every model x thread count on one phone, `sweep.repeat` processes each; the records as dicts."""
+def bench_on_phone(target, models, params, sweep, say, cancel=None):
+    """Every model x thread count on one phone, `sweep.repeat` processes each; the records as dicts. Once
+    ``cancel`` (a threading.Event) is set, no further process starts and the phone is cleaned up."""
     check_params(params)
     binary = target.settings.benchmark_binary
     abi = binary_abi(binary)
@@ -136,9 +137,9 @@ def bench_on_phone(target, models, params, sweep, say):
         configs = [(m, replace(params, threads=t)) for m in models for t in sweep.threads]
 
         def one(model, p):
-            return _one_process(target, folder, models_on_phone[model], p, env, say)
+            return _one_process(target, folder, models_on_phone[model], p, env, say, cancel)
 
-        results = run_configurations(configs, sweep, progress=say, run_one=one)
+        results = run_configurations(configs, sweep, progress=say, run_one=one, cancel=cancel)
     finally:
         target.cleanup(folder)
     return [dict(r.to_dict(), target=target.spec, device=info) for r in results]
@@ -151,10 +152,10 @@ def phone_environment(info, cpu_mask):
             "runtime": info["runtime"], "cpu_mask": cpu_mask}
 
 
-def _one_process(target, folder, model, params, env, say):
+def _one_process(target, folder, model, params, env, say, cancel):
     """One benchmark_model process, entered cool; an error row when it fails or the phone goes away."""
     try:
-        before, hot = target.wait_cool(say)
+        before, hot = target.wait_cool(say, cancel)
         argv = benchmark_argv(f"{folder}/benchmark_model", model["remote"], params)
         if target.settings.cpu_mask:
             argv = ["taskset", target.settings.cpu_mask] + argv
