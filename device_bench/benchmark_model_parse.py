@@ -152,8 +152,11 @@ def _columns(header):
 
 
 def _op_row(columns, msg):
-    """An operator row split by the header's columns (the last one, the name, may hold spaces)."""
-    cells = msg.split(None, len(columns) - 1)
+    """An operator row split by the header's columns: on tabs, the tool's column separator (XNNPACK's node types
+    hold spaces: ``Convolution (NHWC, F32) IGEMM``), else on whitespace (the last column, the name, may hold
+    spaces)."""
+    sep = "\t" if "\t" in msg else None
+    cells = [c.strip() for c in msg.split(sep, len(columns) - 1)]
     if len(cells) != len(columns):
         return None
     row = dict(zip(columns, cells))

@@ -63,6 +63,17 @@ def test_op_profile_rows_by_header_name():
     assert nnapi.runs.count == 50 and nnapi.runs.values["avg"] == 158715  # only the profiler's summary was printed
 
 
+def test_xnnpack_operators_whose_node_types_hold_spaces():
+    """XNNPACK's per-operator rows (TF 2.9.1 and later) name node types with spaces; the columns are tab-separated."""
+    t = parse((DATA / "arm_tc2_xnnpack_op_profile.txt").read_text())
+    assert t.unrecognised == [] and len(t.ops) == 115  # the transcript's "115 nodes observed"
+    first = t.ops[0]
+    assert (first.node_type, first.avg_ms, first.share) == ("Convolution (NHWC, QU8) IGEMM", 0.278, pytest.approx(0.03783))
+    assert first.name == "Delegate/Convolution (NHWC, QU8) IGEMM:0"
+    assert [o.node_type for o in t.ops].count("Convolution (NHWC, QU8) GEMM") == 54  # as its summary by node type says
+    assert t.ops[-1].name.startswith("[TFLite_Detection_PostProcess, TFLite_Detection_PostProcess:1, ")
+
+
 def test_a_table_whose_columns_differ():
     """A build without the [start] column (and spaces instead of tabs) is read by the header's names."""
     text = ("Operator-wise Profiling Info for Regular Benchmark Runs:\n"
