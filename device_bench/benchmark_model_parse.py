@@ -27,13 +27,14 @@ _REPLACING = re.compile(r"^Replacing (\d+)(?: out of (\d+))? node\(s\) with dele
 _NOT_APPLIED = re.compile(r"^Though (.+?) delegate is explicitly applied, the model graph will not be executed")
 _PARTIAL = re.compile(r"^Explicitly applied (.+?) delegate, and the model graph will be partially executed")
 _COMPLETE = re.compile(r"^Explicitly applied (.+?) delegate, and the model graph will be completely executed")
+_PHASE = re.compile(r"^Running benchmark for at least ")  # the warm-up, then the timed runs
 _SECTION = re.compile(r"^(Operator-wise )?Profiling Info for (.+):$")
 _TABLE_TITLE = re.compile(r"^=+ (.+?) =+$")
 _HEADER = re.compile(r"^\s*\[[^\]]+\](?:\s+\[[^\]]+\])+\s*$")
 # Lines that carry nothing a record keeps, in the forms seen so far.
 _KNOWN = [re.compile(p) for p in (
     r"^STARTING!$", r"^[^:\[\]]+: \[.*\]$", r"^Loaded model ", r"^The input model file size \(MB\): ",
-    r"^Initialized session in ", r"^Running benchmark for at least ", r"^Note: as the benchmark tool itself",
+    r"^Initialized session in ", r"^Note: as the benchmark tool itself",
     r"^Initialized TensorFlow Lite runtime\.$", r"^Created TensorFlow Lite .*delegate for ", r"^\w+ delegate created\.$",
     r"^Explicitly applied .+ delegate", r"^Going to apply \d+ delegates", r"^Loaded OpenCL library",
     r"^Initialized OpenCL-based API\.$", r"^Created \d+ GPU delegate kernels\.$", r"^resolved reporter$",
@@ -51,7 +52,10 @@ class RunStats:
     def to_ms(self):
         """benchmark_model's figures in milliseconds, under device_bench's names (avg -> mean, median -> p50)."""
         names = {"avg": "mean", "median": "p50"}
-        out = {names.get(k, k): v / 1e3 for k, v in self.values.items()}
+        values = dict(self.values)
+        if self.count == 1 and "avg" not in values:  # one run is printed as `count=1 curr=`: its own mean
+            values["avg"] = values["curr"]
+        out = {names.get(k, k): v / 1e3 for k, v in values.items()}
         return dict(out, count=self.count)
 
 
@@ -74,6 +78,7 @@ class Transcript:
     warmup: RunStats = None
     runs: RunStats = None
     profiled_runs: RunStats = None  # the profiler's own timings of the regular runs (with --enable_op_profiling)
+    phases: int = 0  # "Running benchmark for at least ..." lines: 1 the warm-up began, 2 the timed runs began
     memory_mb: dict = field(default_factory=dict)  # init, overall (and their format), peak_polled
     delegate: str = None
     delegated_nodes: int = None
@@ -123,10 +128,17 @@ def _line(out, msg, profiling):
         out.init_us, out.first_us, out.warmup_avg_us, out.inference_avg_us = map(float, m.groups())
     elif _STATS.match(msg):
         stats = _stats(msg)
-        if not msg.startswith("Timings"):
-            out.warmup, out.runs = out.runs, stats  # the last plain count line is the timed runs
-        elif profiling == "Regular Benchmark Runs":
-            out.profiled_runs = stats
+        if msg.startswith("Timings"):
+            if profiling == "Regular Benchmark Runs":
+                out.profiled_runs = stats
+        elif out.phases == 1:
+            out.warmup = stats
+        elif out.phases > 1:
+            out.runs = stats
+        else:  # an excerpt without the "Running benchmark" lines: the last count line is the timed runs
+            out.warmup, out.runs = out.runs, stats
+    elif _PHASE.match(msg):
+        out.phases += 1
     elif _MEMORY.match(msg):
         kind, init, overall = _MEMORY.match(msg).groups()
         out.memory_mb.update(init=float(init), overall=float(overall),
@@ -189,21 +201,35 @@ def parse(text, source="benchmark_model output"):
                 out.ops.append(_op_row(columns, msg))
         else:
             ok = _line(out, msg, profiling)
-            if raw.lstrip().startswith("ERROR:") or msg.startswith(("Benchmarking failed", "Failed to apply")):
+            if _is_error(raw, msg):
                 out.errors.append(msg)
         if ok:
             out.recognised += 1
         else:
             out.unrecognised.append(msg)
-    return _finish(out, source)
+    return _finish(out, source, text)
 
 
-def _finish(out, source):
+def _is_error(raw, msg):
+    return raw.lstrip().startswith("ERROR:") or msg.startswith(("Benchmarking failed", "Failed to apply"))
+
+
+def failure_line(text):
+    """Why a run failed, in one line: the binary's first ERROR line, else the last line it printed."""
+    lines = [(raw, _message(raw)) for raw in text.splitlines() if _message(raw)]
+    errors = [msg for raw, msg in lines if _is_error(raw, msg)]
+    return (errors[0] if errors else lines[-1][1] if lines else "(no output)")[:300]
+
+
+def _finish(out, source, text):
     if out.runs is None:  # only the profiler's summary of the runs was printed
         out.runs = out.profiled_runs
-    if out.inference_avg_us is None and out.runs is None:
+    if out.runs is None:
         if out.errors:
             raise EdgekitError(f"{source}: benchmark_model failed: {out.errors[0]}")
+        if out.phases or out.warmup or out.inference_avg_us is not None:
+            raise EdgekitError(f"{source}: benchmark_model printed no timed runs (no count= line for them); "
+                               f"its last line: {failure_line(text)!r}")
         first = out.unrecognised[0] if out.unrecognised else "(no output)"
         raise EdgekitError(f"{source}: not a benchmark_model report; first line not understood: {first[:200]!r}")
     return out

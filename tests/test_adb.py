@@ -116,6 +116,29 @@ def test_unparseable_and_failed_transcripts_are_one_line():
     assert "\n" not in str(e.value)
 
 
+def test_truncated_transcripts_are_one_line():
+    """A run that stopped before its timed runs were reported: the warm-up's lone count= line is no result."""
+    lines = (DATA / "ti_am62x_cpu_percentiles_tf2.20.txt").read_text().splitlines(keepends=True)
+    timed = next(i for i, l in enumerate(lines) if "count=50" in l)
+    with pytest.raises(EdgekitError, match=r"^cut: benchmark_model printed no timed runs \(no count= line for them\); "
+                                           r"its last line: 'Running benchmark for at least 50 iterations") as e:
+        parse("".join(lines[:timed]), "cut")
+    assert "\n" not in str(e.value)
+    no_count = "".join(l for l in lines if "count=" not in l)  # the summary line kept, both count= lines gone
+    assert "Inference timings" in no_count
+    with pytest.raises(EdgekitError, match=r"printed no timed runs .* its last line: 'Memory footprint delta"):
+        parse(no_count)
+
+
+def test_a_single_timed_run_is_its_own_mean():
+    text = ("Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if exceeding 150 seconds.\n"
+            "count=1 curr=3000\n"
+            "Running benchmark for at least 1 iterations and at least 0 seconds but terminate if exceeding 150 seconds.\n"
+            "count=1 curr=2500\n")
+    t = parse(text)
+    assert t.warmup.count == 1 and t.runs.to_ms() == {"curr": 2.5, "mean": 2.5, "count": 1}
+
+
 # The adb target, driven as a user would: `edgekit bench MODEL --target adb://SERIAL --benchmark-binary ...`.
 #
 # adb is a stand-in (tests/adb_standin/adb.py): a folder of this machine (or, in the board test, of the emulated
@@ -286,6 +309,27 @@ def test_full_phone_and_unreadable_report_leave_nothing(invoke, phone, tmp_path,
     [row] = json.loads(bench(invoke, phone, "--target", "adb://PHONE1").stdout)
     assert "first line not understood: 'Segmentation fault'" in row["error"]
     assert left_on(phone) == []
+
+
+@pytest.mark.parametrize("transcript, status, message", [
+    # a whole report, then a crash on the way out: an error row, not a normal-looking one
+    (TRANSCRIPT, "139", "benchmark_model failed (exit status 139 (SIGSEGV)): Memory footprint delta from the start"),
+    (None, "1", "benchmark_model failed (exit status 1): NN API returned error ANEURALNETWORKS_BAD_DATA at line 1068"),
+])
+def test_a_failed_benchmark_model_is_an_error_row_quoting_it(invoke, phone, tmp_path, monkeypatch, transcript, status,
+                                                             message):
+    if transcript is None:
+        transcript = tmp_path / "failed.txt"
+        transcript.write_text("INFO: Created TensorFlow Lite delegate for NNAPI.\n"
+                              "ERROR: NN API returned error ANEURALNETWORKS_BAD_DATA at line 1068 while adding operation.\n"
+                              "Failed to apply NNAPI delegate.\nBenchmarking failed.\n")
+    monkeypatch.setenv("EDGEKIT_STANDIN_TRANSCRIPT", str(transcript))
+    monkeypatch.setenv("EDGEKIT_STANDIN_EXIT", status)
+    r = bench(invoke, phone, "--target", "adb://PHONE1")
+    assert r.exit_code == 1
+    [row] = json.loads(r.stdout)
+    assert row["error"].startswith(f"adb://PHONE1: tiny.tflite: {message}") and "\n" not in row["error"]
+    assert "latency_ms" not in row and left_on(phone) == []
 
 
 def test_waits_for_a_hot_phone_and_says_when_it_gave_up(invoke, phone, monkeypatch):

@@ -9,10 +9,11 @@ before and after every process.
 import hashlib
 import os
 import shlex
+import signal
 import tempfile
 from dataclasses import fields, replace
 
-from device_bench.benchmark_model_parse import parse
+from device_bench.benchmark_model_parse import failure_line, parse
 from device_bench.errors import EdgekitError
 from device_bench.manifest import read_bundle
 from device_bench.options import BenchParams
@@ -152,6 +153,15 @@ def phone_environment(info, cpu_mask):
             "runtime": info["runtime"], "cpu_mask": cpu_mask}
 
 
+def _exit_status(status):
+    """`exit status 139 (SIGSEGV)`: the shell reports death by signal N as 128 + N."""
+    try:
+        name = signal.Signals(int(status) - 128).name
+    except ValueError:
+        return f"exit status {status or '?'}"
+    return f"exit status {status} ({name})"
+
+
 def _one_process(target, folder, model, params, env, say, cancel):
     """One benchmark_model process, entered cool; an error row when it fails or the phone goes away."""
     try:
@@ -167,10 +177,10 @@ def _one_process(target, folder, model, params, env, say, cancel):
             target.pull(report, os.path.join(tmp, "report.txt"))
             with open(os.path.join(tmp, "report.txt"), encoding="utf-8", errors="replace") as f:
                 text = f.read()
-        try:
-            transcript = parse(text, f"{target.spec}: {os.path.basename(model['path'])}")
-        except EdgekitError as e:
-            raise EdgekitError(f"{e} (exit status {status or '?'})") from None
+        where = f"{target.spec}: {os.path.basename(model['path'])}"
+        if status != "0":  # a crash or a failure, even after a report that looks whole
+            raise EdgekitError(f"{where}: benchmark_model failed ({_exit_status(status)}): {failure_line(text)}")
+        transcript = parse(text, where)
         result = with_processes(_record(model, params, transcript, target.spec, env["runtime"], clock))
         result.warnings += [hot] if hot else []
         result.environment = env

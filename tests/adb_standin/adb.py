@@ -12,7 +12,8 @@ benchmark_model_replay.py prints the recorded transcript EDGEKIT_STANDIN_TRANSCR
 Environment: EDGEKIT_STANDIN_DEVICES "SERIAL:state,..." (state device, unauthorized, offline);
 EDGEKIT_STANDIN_FULL=SERIAL (pushes fail: disk full); EDGEKIT_STANDIN_VANISH=SERIAL:N (the phone is gone
 once N files were pulled from it); EDGEKIT_STANDIN_TEMPS="41,36" (battery temperatures read in turn, the last one
-repeating); EDGEKIT_STANDIN_LOG (a file each adb command line is appended to).
+repeating); EDGEKIT_STANDIN_EXIT (the replayed benchmark_model's exit status); EDGEKIT_STANDIN_LOG (a file
+each adb command line is appended to).
 """
 
 import io
@@ -28,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.environ["EDGEKIT_STANDIN_ROOT"]  # adb's own state (pull counts), and the phones unless on the board
 BOARD = os.environ.get("EDGEKIT_STANDIN_BOARD")
 BOARD_ROOT = os.environ.get("EDGEKIT_STANDIN_BOARD_ROOT", "/root/adb-standin")
-PASSED = ("EDGEKIT_STANDIN_TEMPS", "EDGEKIT_STANDIN_ABI")  # read by bin/dumpsys and bin/getprop
+PASSED = ("EDGEKIT_STANDIN_TEMPS", "EDGEKIT_STANDIN_ABI", "EDGEKIT_STANDIN_EXIT")  # read by bin/ and the replay
 
 
 def devices():

@@ -1,6 +1,6 @@
 """What the stand-in adb runs in place of the pushed aarch64 benchmark_model: checks the binary was pushed,
 made executable and is an ELF file, and that --graph names a pushed model, then prints the recorded
-transcript EDGEKIT_STANDIN_TRANSCRIPT. It measures nothing."""
+transcript EDGEKIT_STANDIN_TRANSCRIPT and exits with EDGEKIT_STANDIN_EXIT (default 0). It measures nothing."""
 
 import os
 import sys
@@ -17,3 +17,4 @@ if not graph or not os.path.isfile(graph):
     sys.exit(1)
 with open(os.environ["EDGEKIT_STANDIN_TRANSCRIPT"]) as f:
     sys.stdout.write(f.read())
+sys.exit(int(os.environ.get("EDGEKIT_STANDIN_EXIT", "0")))
