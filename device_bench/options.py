@@ -157,7 +157,8 @@ BENCH_OPTIONS = (
     Option("verify", "--no-verify", "no-flag", "skip the check of a bundle's model.tflite against its manifest"),
     Option("max_memory_mb", "--max-memory", "float", "refuse a model whose tensors need more than this many MB "
                                                      "(default: half the physical memory)"),
-    Option("ceiling", "--no-ceiling", "no-flag", "skip timing the dense kernel that gives the measured ceiling"),
+    Option("ceiling", "--no-ceiling", "no-flag", "skip timing the dense kernel that gives the measured ceiling "
+                                                 "(an Android phone never times it: nothing to skip there)"),
     Option("op_profile", "--op-profile", "flag", "per-operator times (on an Android phone: benchmark_model's "
                                                  "--enable_op_profiling)"),
     Option("repeat", "--repeat", "int", "fresh processes per configuration, interleaved across configurations",

@@ -292,6 +292,9 @@ def test_bad_binaries_and_options_are_one_line(invoke, phone, tmp_path, monkeypa
     assert "no ELF header" in error("--benchmark-binary", phone["model"])
     assert error("--benchmark-binary", phone["binary"], "--input", phone["model"]) == \
         "--input is not supported on an Android phone (benchmark_model runs there)"
+    assert error("--benchmark-binary", phone["binary"], "--api", "compiled", "--accelerator", "gpu") == \
+        "--api compiled on an Android phone: benchmark_model runs the interpreter API only (--accelerator gpu or npu " \
+        "picks its delegate)"
     monkeypatch.setenv("PATH", "/nonexistent")
     assert error("--benchmark-binary", phone["binary"]).startswith("adb is not installed")
     assert left_on(phone) == []

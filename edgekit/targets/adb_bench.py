@@ -26,7 +26,8 @@ RUNTIME_NAME = "LiteRT benchmark_model"
 NIGHTLY = "https://storage.googleapis.com/tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/latest/"
 ELF_ABIS = {183: "arm64-v8a", 40: "armeabi-v7a", 62: "x86_64", 3: "x86"}  # ELF e_machine -> Android ABI
 ACCELERATOR_FLAGS = {"cpu": [], "gpu": ["--use_gpu=true"], "npu": ["--use_nnapi=true"]}  # the NPU through NNAPI
-# BenchParams fields benchmark_model has a flag for, and those that mean nothing on a phone at their default.
+# BenchParams fields benchmark_model has a flag for, and those it honours otherwise (the ceiling is never timed on a
+# phone, so --no-ceiling is a no-op there, as its help says).
 FLAGS = {"threads": "num_threads", "num_runs": "num_runs", "min_secs": "min_secs", "max_secs": "max_secs",
          "warmup_runs": "warmup_runs", "warmup_min_secs": "warmup_min_secs", "run_delay": "run_delay"}
 HANDLED = set(FLAGS) | {"xnnpack", "accelerator", "poll_memory", "verify", "api", "ceiling", "runtime", "op_profile"}
@@ -39,6 +40,9 @@ def check_params(params):
         if f.name not in HANDLED and getattr(params, f.name) != getattr(defaults, f.name):
             flag = "--" + f.name.replace("_", "-")
             raise EdgekitError(f"{flag} is not supported on an Android phone (benchmark_model runs there)")
+    if params.api not in (None, "interpreter"):
+        raise EdgekitError(f"--api {params.api} on an Android phone: benchmark_model runs the interpreter API only "
+                           f"(--accelerator gpu or npu picks its delegate)")
     if params.runtime not in (None, "litert"):
         raise EdgekitError(f"--runtime {params.runtime} on an Android phone: only LiteRT's benchmark_model runs there")
     if params.accelerator not in ACCELERATOR_FLAGS:
