@@ -299,12 +299,14 @@ def target_options(f):
 
 
 def phone_options(f):
-    """--adb, --benchmark-binary, --max-temp, --cooldown-max, --cpu-mask: how bench runs on an Android phone."""
+    """--adb, --benchmark-binary, --max-temp, --cooldown-max, --cpu-mask: how bench runs on an Android phone (left
+    out: None, so that edgekit.benchmark fills in AdbSettings' defaults and refuses them without a phone)."""
+    from edgekit.targets.adb import AdbSettings
     f = click.option("--cpu-mask", help="Phone: pin benchmark_model to these cores with taskset (e.g. f0).")(f)
-    f = click.option("--cooldown-max", type=float, default=300.0, show_default=True,
-                     help="Phone: wait at most this long (s) for it to cool before each process.")(f)
-    f = click.option("--max-temp", type=float, default=37.0, show_default=True,
-                     help="Phone: start each process below this battery temperature (°C) and not throttled.")(f)
+    f = click.option("--cooldown-max", type=float, help="Phone: wait at most this long (s) for it to cool before "
+                                                         f"each process.  [default: {AdbSettings.cooldown_max:g}]")(f)
+    f = click.option("--max-temp", type=float, help="Phone: start each process below this battery temperature (°C) "
+                                                     f"and not throttled.  [default: {AdbSettings.max_temp:g}]")(f)
     f = click.option("--benchmark-binary", type=click.Path(dir_okay=False),
                      help="Phone: LiteRT's benchmark_model for its ABI, pushed for the run.")(f)
     f = click.option("--adb", "adb_path", type=click.Path(dir_okay=False), help="The adb command (default: on PATH).")(f)

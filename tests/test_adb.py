@@ -300,6 +300,14 @@ def test_bad_binaries_and_options_are_one_line(invoke, phone, tmp_path, monkeypa
     assert left_on(phone) == []
 
 
+def test_phone_options_without_a_phone_are_refused(invoke, phone):
+    for args in (("--max-temp", "30"), ("--target", "local", "--benchmark-binary", phone["binary"])):
+        r = invoke("bench", phone["model"], *QUICK, *args)
+        flag = next(a for a in args if a in ("--max-temp", "--benchmark-binary"))
+        assert r.exit_code == 1 and r.output.strip() == f"Error: {flag} is for an Android phone: add --target adb " \
+                                                         f"(or adb://SERIAL)"
+
+
 def test_full_phone_and_unreadable_report_leave_nothing(invoke, phone, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEKIT_STANDIN_FULL", "PHONE1")
     [row] = json.loads(bench(invoke, phone, "--target", "adb://PHONE1").stdout)
