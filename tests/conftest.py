@@ -75,7 +75,8 @@ from device_bench.options import PRECISIONS  # noqa: E402
 @pytest.fixture(scope="session")
 def board():
     """The emulated aarch64 board (tests/board/board.sh) at EDGEKIT_BOARD_DIR (`make test`: .board), or a skip
-    that says why there is none."""
+    that says why there is none. A board set up (ssh_config written) that does not answer is a failure: it said
+    it was up."""
     d = Path(os.environ.get("EDGEKIT_BOARD_DIR", ROOT / ".board"))
     if (d / "unavailable").exists():
         pytest.skip(f"emulated board unavailable: {(d / 'unavailable').read_text().strip()}")
@@ -85,9 +86,9 @@ def board():
     try:
         up = board_ssh(found, "true", timeout=30)
     except subprocess.TimeoutExpired:
-        pytest.skip(f"emulated board in {d} does not answer over ssh (timed out)")
+        pytest.fail(f"emulated board in {d} is set up but does not answer over ssh (timed out)")
     if up.returncode != 0:
-        pytest.skip(f"emulated board in {d} does not answer over ssh: {up.stderr.strip()[:200]}")
+        pytest.fail(f"emulated board in {d} is set up but does not answer over ssh: {up.stderr.strip()[:200]}")
     return found
 
 
