@@ -64,7 +64,7 @@ class OpRow:
     """One operator of the profiled runs: its node type, average milliseconds, share of a run, name."""
     node_type: str
     avg_ms: float
-    share: float  # 0..1
+    share: float  # 0..1, None when the table has no % column
     name: str
 
 
@@ -117,7 +117,8 @@ def _delegation(out, m):
         out.delegate, out.delegated_nodes = name, replaced
         out.total_nodes = int(total) if total else None
         out.fully_delegated = replaced == out.total_nodes if total else None
-        if total and replaced < int(total):
+        if total and replaced < int(total):  # one warning for the fact: this one, with the counts, replaces
+            out.warnings = [w for w in out.warnings if not _PARTIAL.match(w)]  # "... partially executed"
             out.warnings.append(f"partial delegation: {replaced} of {total} nodes on {name}, the rest on the CPU")
 
 
@@ -151,7 +152,8 @@ def _line(out, msg, profiling):
         if out.delegated_nodes is None:
             out.delegate, out.fully_delegated = _COMPLETE.match(msg).group(1), True
     elif _NOT_APPLIED.match(msg) or _PARTIAL.match(msg):
-        out.warnings.append(msg.rstrip("."))
+        if not (_PARTIAL.match(msg) and any(w.startswith("partial delegation:") for w in out.warnings)):
+            out.warnings.append(msg.rstrip("."))
         if _NOT_APPLIED.match(msg) and out.delegated_nodes is None:
             out.delegate, out.delegated_nodes, out.fully_delegated = _NOT_APPLIED.match(msg).group(1), 0, False
     else:
@@ -173,7 +175,8 @@ def _op_row(columns, msg):
         return None
     row = dict(zip(columns, cells))
     try:
-        share = float(row.get("%", row.get("avg %", "nan")).rstrip("%")) / 100
+        percent = row.get("%", row.get("avg %"))
+        share = float(percent.rstrip("%")) / 100 if percent is not None else None  # never NaN: invalid JSON
         return OpRow(row.get("node type"), float(row["avg ms"]), share, row.get("name", row.get("node type")))
     except (KeyError, ValueError):
         return None

@@ -45,7 +45,8 @@ def op_profile(profiles):
     operators in the same order); None when no process profiled."""
     if not profiles:
         return None
-    return [dict(ops[0], avg_ms=median(o["avg_ms"] for o in ops), share=median(o["share"] for o in ops))
+    return [dict(ops[0], avg_ms=median(o["avg_ms"] for o in ops),
+                 share=median(o["share"] for o in ops) if None not in [o["share"] for o in ops] else None)
             for ops in zip(*profiles)]
 
 

@@ -54,7 +54,7 @@ def build(name: str, output: PathLike, *, alpha: Optional[float] = None, size: O
 
 def _targets(target, ssh_config, adb=None):
     from edgekit.targets import read_targets
-    return read_targets(target, ssh_config, adb) if target else None
+    return read_targets(target, ssh_config=ssh_config, adb=adb) if target else None
 
 
 def benchmark(models: Union[PathLike, Sequence[PathLike]], threads: Sequence[int] = (1,), *,

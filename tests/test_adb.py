@@ -83,6 +83,8 @@ def test_a_table_whose_columns_differ():
             "Timings (microseconds): count=10 first=300 curr=200 min=190 max=300 avg=200 std=30\n")
     t = parse(text)
     assert [(o.node_type, o.avg_ms, o.share, o.name) for o in t.ops] == [("FULLY_CONNECTED", 0.11, 0.55, "[dense one]:0")]
+    no_share = parse(text.replace("  [%]  [cdf%]", "").replace("  55.000%  55.000%", ""))
+    assert no_share.ops[0].share is None and json.dumps([vars(o) for o in no_share.ops], allow_nan=False)
 
 
 def test_delegation_share_and_partial_warning():
@@ -96,6 +98,9 @@ def test_delegation_share_and_partial_warning():
     assert (gpu.delegate, gpu.fully_delegated, gpu.warnings) == ("GPU", True, [])
     xnn = parse((DATA / "ti_am62x_xnnpack_partial_tf2.20.txt").read_text())
     assert xnn.warnings and "partially executed" in xnn.warnings[0]
+    both = parse(f"VERBOSE: {line}\nINFO: Explicitly applied GPU delegate, and the model graph will be partially "
+                 f"executed by the delegate w/ 3 delegate kernels.\n{report}")
+    assert both.warnings == ["partial delegation: 29 of 65 nodes on TfLiteGpuDelegateV2, the rest on the CPU"]  # once
 
 
 def test_periodic_memory_line():
@@ -252,7 +257,7 @@ def test_op_profile_on_a_phone_and_not_here(invoke, phone, monkeypatch):
 
 
 def test_the_only_phone_two_phones_and_a_phone_that_goes_away(invoke, phone, monkeypatch):
-    assert json.loads(bench(invoke, phone, "--target", "adb").stdout)[0]["device"]["serial"] == "PHONE1"
+    assert json.loads(bench(invoke, phone, "--target", "adb", "--adb", "adb").stdout)[0]["device"]["serial"] == "PHONE1"
     monkeypatch.setenv("EDGEKIT_STANDIN_DEVICES", "PHONE1:device,PHONE2:device")
     monkeypatch.setenv("EDGEKIT_STANDIN_VANISH", "PHONE2:1")  # unplugged after its first report was pulled
     r = bench(invoke, phone, "--target", "adb://PHONE1", "--target", "adb://PHONE2", "--threads", "1,2")
@@ -269,9 +274,13 @@ def test_the_only_phone_two_phones_and_a_phone_that_goes_away(invoke, phone, mon
     ("A:device,B:device", "adb", "2 Android devices attached (A, B): name one with --target adb://SERIAL"),
     ("A:device", "adb://NOPE", "no Android device 'NOPE' attached (attached: A)"),
     ("A:unauthorized", "adb://A", "A: USB debugging is not authorized: accept the prompt on the phone"),
+    ("down", "adb", "`adb devices` failed: adb: cannot connect to daemon"),  # the server, not the phone
 ])
 def test_which_phone_one_line_each(invoke, phone, monkeypatch, devices, target, message):
-    monkeypatch.setenv("EDGEKIT_STANDIN_DEVICES", devices)
+    if devices == "down":
+        monkeypatch.setenv("EDGEKIT_STANDIN_SERVER", "down")
+    else:
+        monkeypatch.setenv("EDGEKIT_STANDIN_DEVICES", devices)
     r = bench(invoke, phone, "--target", target)
     assert r.exit_code == 1
     [row] = json.loads(r.stdout)
@@ -295,9 +304,19 @@ def test_bad_binaries_and_options_are_one_line(invoke, phone, tmp_path, monkeypa
     assert error("--benchmark-binary", phone["binary"], "--api", "compiled", "--accelerator", "gpu") == \
         "--api compiled on an Android phone: benchmark_model runs the interpreter API only (--accelerator gpu or npu " \
         "picks its delegate)"
+    assert error("--benchmark-binary", phone["binary"], "--adb", "no-such-adb") == \
+        "--adb no-such-adb: no such command (give adb's path or its name on PATH)"
     monkeypatch.setenv("PATH", "/nonexistent")
     assert error("--benchmark-binary", phone["binary"]).startswith("adb is not installed")
     assert left_on(phone) == []
+
+
+def test_key_values_and_no_device_bench_on_a_phone():
+    from edgekit.targets.adb import AdbTarget, _key_values
+    assert _key_values("ro.product.model=Pixel 7\r\ncores=8\r\n ignored line\r\n") == {"ro.product.model": "Pixel 7",
+                                                                                      "cores": "8"}
+    with pytest.raises(EdgekitError, match="runs LiteRT's benchmark_model only, not device_bench commands"):
+        AdbTarget("adb://P").run(["python3", "device_bench.pyz", "bench"])
 
 
 def test_phone_options_without_a_phone_are_refused(invoke, phone):
@@ -341,6 +360,7 @@ def test_a_failed_benchmark_model_is_an_error_row_quoting_it(invoke, phone, tmp_
     [row] = json.loads(r.stdout)
     assert row["error"].startswith(f"adb://PHONE1: tiny.tflite: {message}") and "\n" not in row["error"]
     assert "latency_ms" not in row and left_on(phone) == []
+    assert row["runtime"]["name"] == "LiteRT benchmark_model" and row["runtime"]["binary"] == str(phone["binary"])
 
 
 def test_waits_for_a_hot_phone_and_says_when_it_gave_up(invoke, phone, monkeypatch):

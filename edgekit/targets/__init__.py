@@ -34,6 +34,6 @@ def target_specs(targets=(), targets_file=None):
     return specs
 
 
-def read_targets(targets, ssh_config=None, adb=None):
+def read_targets(targets, *, ssh_config=None, adb=None):
     """A Target for each name (a Target stays as it is); ``adb``: AdbSettings for the phones among them."""
     return [t if isinstance(t, Target) else open_target(t, ssh_config, adb) for t in target_specs(targets)]

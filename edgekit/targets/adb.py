@@ -1,7 +1,7 @@
 """An Android phone over adb. The `adb` command is the engine (found on PATH or given with --adb); edgekit
 installs nothing on the phone but LiteRT's own `benchmark_model`, pushed for the run into a private folder
-under /data/local/tmp and removed afterwards, also on failure and Ctrl-C. Every shell command is a list of
-arguments joined with shlex.quote, as over SSH.
+under /data/local/tmp and removed afterwards, also on failure and Ctrl-C. Every shell command's arguments are
+quoted with shlex, as over SSH.
 """
 
 import os
@@ -54,9 +54,11 @@ class AdbTarget(Target):
         self.serial = m.group(1)
 
     def adb(self):
-        """The adb command: --adb, else the one on PATH."""
-        found = self.settings.adb or shutil.which("adb")
-        if not found or not os.path.exists(found):
+        """The adb command: --adb (a path, or a name on PATH), else the one on PATH."""
+        found = shutil.which(self.settings.adb or "adb")
+        if self.settings.adb and not found:
+            raise EdgekitError(f"--adb {self.settings.adb}: no such command (give adb's path or its name on PATH)")
+        if not found:
             raise EdgekitError("adb is not installed: install Android's platform-tools (sdkmanager "
                                "'platform-tools', or apt install adb) or pass --adb PATH")
         return found
@@ -71,8 +73,11 @@ class AdbTarget(Target):
 
     def connect(self):
         """Pick the phone: the serial asked for, or the only one attached; one line when it cannot be used."""
-        out = self.adb_run(["devices"], timeout=30).stdout.decode("utf-8", "replace")
-        states = dict(line.split()[:2] for line in out.splitlines()[1:] if len(line.split()) >= 2)
+        proc = self.adb_run(["devices"], timeout=30)
+        if proc.returncode != 0:  # the adb server failed: not the same as no phone
+            raise EdgekitError(f"`adb devices` failed: {self.describe_failure(proc)}")
+        lines = proc.stdout.decode("utf-8", "replace").splitlines()
+        states = dict(m.groups() for m in (re.fullmatch(r"(\S+)\t(\S+)", line.strip()) for line in lines) if m)
         if not states:
             raise EdgekitError("no Android device attached: plug the phone in and enable USB debugging "
                                "(Settings > Developer options)")
@@ -98,7 +103,8 @@ class AdbTarget(Target):
         return proc.stdout.decode("utf-8", "replace")
 
     def run(self, argv, stdin=None, timeout=RUN_TIMEOUT):
-        return self.adb_run(["shell", " ".join(shlex.quote(str(a)) for a in argv)], timeout)
+        raise EdgekitError(f"{self.spec}: an Android phone runs LiteRT's benchmark_model only, not device_bench "
+                           f"commands ({shlex.join(map(str, argv[:2]))} ...)")
 
     def probe(self, install_runtime=False):
         """ABI, model, SoC, Android version, CPU governor and cores, as the phone reports them."""
@@ -177,4 +183,5 @@ class AdbTarget(Target):
 
 
 def _key_values(text):
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    """`key=value` lines, both sides stripped (older Android ends shell lines with \\r\\n)."""
+    return {k.strip(): v.strip() for k, v in (line.split("=", 1) for line in text.splitlines() if "=" in line)}

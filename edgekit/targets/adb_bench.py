@@ -50,11 +50,16 @@ def check_params(params):
                            f"{', '.join(ACCELERATOR_FLAGS)}")
 
 
+def uses_xnnpack(params):
+    """XNNPACK runs on the CPU only: with a GPU or NNAPI delegate benchmark_model is told not to apply it."""
+    return params.xnnpack and params.accelerator == "cpu"
+
+
 def benchmark_argv(binary, model, params):
     """benchmark_model's command line for one configuration."""
     argv = [binary, f"--graph={model}"]
     argv += [f"--{flag}={getattr(params, name)}" for name, flag in FLAGS.items()]
-    argv += [f"--use_xnnpack={'true' if params.xnnpack and params.accelerator == 'cpu' else 'false'}"]
+    argv += [f"--use_xnnpack={'true' if uses_xnnpack(params) else 'false'}"]
     argv += ACCELERATOR_FLAGS[params.accelerator]
     argv += ["--report_peak_memory_footprint=true"] if params.poll_memory else []
     return argv + (["--enable_op_profiling=true"] if params.op_profile else [])
@@ -95,14 +100,12 @@ def _record(model, params, transcript, target, binary, clock):
         warnings.append("this benchmark_model prints no median: p50 is the mean of the timed runs")
     if params.op_profile and not t.ops:
         warnings.append("--op-profile: benchmark_model printed no operator table")
-    # the binary's path and the target too: on a phone they are what picks this runtime again
-    runtime = {"name": binary["name"], "version": binary["version"], "api": "interpreter",
-               "accelerator": params.accelerator, "delegate": t.delegate, "target": target, "binary": binary["path"]}
+    runtime = dict(runtime_record(binary, params, target), delegate=t.delegate)
     peak = t.memory_mb.get("peak_polled") or (t.memory_mb.get("overall") if t.memory_mb.get("format") == "peak" else None)
     return BenchResult(model=model["name"], path=os.path.abspath(model["path"]),
                        precision=model.get("precision"), params=model.get("params"), macs=model.get("macs"),
                        model_size_bytes=os.path.getsize(model["file"]), runtime=runtime, threads=params.threads,
-                       xnnpack=params.xnnpack and params.accelerator == "cpu", delegate=t.delegate,
+                       xnnpack=uses_xnnpack(params), delegate=t.delegate,
                        init_ms=t.init_us / 1e3 if t.init_us is not None else None,
                        first_ms=t.first_us / 1e3 if t.first_us is not None else None,
                        warmup_ms=t.warmup.to_ms() if t.warmup else None, latency_ms=latency,
@@ -112,6 +115,13 @@ def _record(model, params, transcript, target, binary, clock):
                        timings_meaningful=True, params_used={"argv": benchmark_argv("benchmark_model", "MODEL", params)},
                        warnings=warnings + clock_drift(clock["before"], clock["after"]), clock=clock,
                        op_profile=[vars(o) for o in t.ops] if params.op_profile and t.ops else None)
+
+
+def runtime_record(binary, params, target):
+    """A phone row's runtime (error rows too): the binary, named by its sha256, and with its path and the target,
+    which are what picks this runtime again."""
+    return {"name": binary["name"], "version": binary["version"], "api": "interpreter",
+            "accelerator": params.accelerator, "target": target, "binary": binary["path"]}
 
 
 def bench_on_phone(target, models, params, sweep, say, cancel=None):
@@ -174,7 +184,7 @@ def _one_process(target, folder, model, params, env, say, cancel):
         if target.settings.cpu_mask:
             argv = ["taskset", target.settings.cpu_mask] + argv
         report = f"{folder}/report.txt"
-        command = " ".join(shlex.quote(a) for a in argv) + f" > {shlex.quote(report)} 2>&1"
+        command = shlex.join(argv) + f" > {shlex.quote(report)} 2>&1"
         status = target.shell(f"{command}; echo exit=$?", "running benchmark_model").strip().rpartition("exit=")[2]
         clock = {"before": before, "after": target.thermal()}
         with tempfile.TemporaryDirectory(prefix="edgekit-adb-") as tmp:
@@ -190,4 +200,5 @@ def _one_process(target, folder, model, params, env, say, cancel):
         result.environment = env
         return result
     except EdgekitError as e:
-        return error_row(model["path"], replace(params, runtime="litert"), str(e))
+        return replace(error_row(model["path"], params, str(e)), xnnpack=uses_xnnpack(params),
+                       runtime=runtime_record(env["runtime"], params, target.spec))

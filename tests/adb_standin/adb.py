@@ -10,7 +10,7 @@ starts a pushed ``.../benchmark_model`` (checked to be there, executable and an 
 benchmark_model_replay.py prints the recorded transcript EDGEKIT_STANDIN_TRANSCRIPT instead, on the board too.
 
 Environment: EDGEKIT_STANDIN_DEVICES "SERIAL:state,..." (state device, unauthorized, offline);
-EDGEKIT_STANDIN_FULL=SERIAL (pushes fail: disk full); EDGEKIT_STANDIN_VANISH=SERIAL:N (the phone is gone
+EDGEKIT_STANDIN_FULL=SERIAL (pushes fail: disk full); EDGEKIT_STANDIN_SERVER=down (`adb devices` fails); EDGEKIT_STANDIN_VANISH=SERIAL:N (the phone is gone
 once N files were pulled from it); EDGEKIT_STANDIN_TEMPS="41,36" (battery temperatures read in turn, the last one
 repeating); EDGEKIT_STANDIN_EXIT (the replayed benchmark_model's exit status); EDGEKIT_STANDIN_LOG (a file
 each adb command line is appended to).
@@ -140,6 +140,9 @@ def main(args):
     if args[:1] == ["-s"]:
         serial, args = args[1], args[2:]
     attached = devices()
+    if args == ["devices"] and os.environ.get("EDGEKIT_STANDIN_SERVER") == "down":
+        fail("* daemon not running; starting now at tcp:5037\nADB server didn't ACK\n* failed to start daemon\n"
+             "adb: cannot connect to daemon")
     if args == ["devices"]:
         print("List of devices attached")
         for s, state in attached.items():
