@@ -56,9 +56,12 @@ class BenchParams:
     api: str = None  # None: the runtime's default API
     accelerator: str = "cpu"
     ceiling: bool = True  # also time the dense kernel that gives the measured ceiling (MAC/s)
+    op_profile: bool = False  # per-operator times, as LiteRT's benchmark_model profiles them (a phone)
 
-    def validate(self):
-        """Raise EdgekitError naming the first field out of range; returns self."""
+    def validate(self, native=False):
+        """Raise EdgekitError naming the first field out of range; returns self. ``native``: LiteRT's own
+        benchmark_model runs these (an Android phone), whose --accelerator picks a delegate whatever the API,
+        and the only runner that profiles operators."""
         if self.threads < 1:
             raise EdgekitError(f"threads must be at least 1, got {self.threads}")
         if self.num_runs < 1:
@@ -77,10 +80,13 @@ class BenchParams:
         _check_choice("accelerator", self.accelerator, ACCELERATORS + (ALL,))
         if self.runtime in RUNTIME_APIS and self.api and self.api not in RUNTIME_APIS[self.runtime]:
             raise EdgekitError(f"runtime {self.runtime} has no {self.api} API; it has {', '.join(RUNTIME_APIS[self.runtime])}")
-        if self.accelerator in ("gpu", "npu") and (self.api == "interpreter" or
-                                                   (self.api is None and self.runtime in (None, "litert"))):
+        if not native and self.accelerator in ("gpu", "npu") and (
+                self.api == "interpreter" or (self.api is None and self.runtime in (None, "litert"))):
             raise EdgekitError(f"accelerator {self.accelerator} needs --api compiled (LiteRT's CompiledModel) or "
                                f"--runtime openvino; the Interpreter API runs on the CPU (or a --delegate)")
+        if self.op_profile and not native:
+            raise EdgekitError("--op-profile needs LiteRT's benchmark_model: bench on an Android phone "
+                               "(--target adb)")
         return self
 
 
@@ -151,7 +157,10 @@ BENCH_OPTIONS = (
     Option("verify", "--no-verify", "no-flag", "skip the check of a bundle's model.tflite against its manifest"),
     Option("max_memory_mb", "--max-memory", "float", "refuse a model whose tensors need more than this many MB "
                                                      "(default: half the physical memory)"),
-    Option("ceiling", "--no-ceiling", "no-flag", "skip timing the dense kernel that gives the measured ceiling"),
+    Option("ceiling", "--no-ceiling", "no-flag", "skip timing the dense kernel that gives the measured ceiling "
+                                                 "(an Android phone never times it: nothing to skip there)"),
+    Option("op_profile", "--op-profile", "flag", "per-operator times (on an Android phone: benchmark_model's "
+                                                 "--enable_op_profiling)"),
     Option("repeat", "--repeat", "int", "fresh processes per configuration, interleaved across configurations",
            DEFAULT_REPEAT),
     Option("cooldown", "--cooldown", "float", "seconds to sleep between benchmark processes", 0.0),
@@ -184,11 +193,12 @@ def parse_threads(text):
 
 
 def params_from_options(values):
-    """(BenchParams, SweepSettings) from parsed option values keyed by ``Option.dest``."""
+    """(BenchParams, SweepSettings) from parsed option values keyed by ``Option.dest``. The params are checked
+    where they run (``BenchParams.validate``: a phone allows what this machine does not), the sweep here."""
     known = {f.name for f in fields(BenchParams)}
     threads = parse_threads(values.get("threads") or [1])
     kwargs = {k: v for k, v in values.items() if k in known and v is not None and k != "threads"}
-    params = BenchParams(threads=threads[0], **kwargs).validate()
+    params = BenchParams(threads=threads[0], **kwargs)
     repeat = values.get("repeat")
     sweep = SweepSettings(tuple(threads), DEFAULT_REPEAT if repeat is None else repeat,
                           float(values.get("cooldown") or 0.0))

@@ -53,7 +53,8 @@ class BenchResult(_Record):
     With several processes (``repeat``), every figure is the median over processes of that process's
     figure (latency_ms["p50"] is the median of process medians); ``processes`` keeps each process's own,
     ``latency_spread`` how far their medians lie apart. ``runtime`` names the runtime, its version, API and
-    accelerator; ``unavailable`` says why a row has no figures (an accelerator that is not here)."""
+    accelerator; ``unavailable`` says why a row has no figures (an accelerator that is not here);
+    ``op_profile`` is each operator's time, where the runner profiles them (--op-profile on a phone)."""
     model: str
     path: str | None = None
     precision: str | None = None
@@ -87,11 +88,12 @@ class BenchResult(_Record):
     achieved: dict | None = None
     clock: dict | None = None
     sweep: dict | None = None
+    op_profile: list | None = None  # per operator in run order: node_type, avg_ms, share (0..1), name
     unavailable: str | None = None
     error: str | None = None
     target: str | None = None
     device: dict | None = None
-    _optional: ClassVar[tuple[str, ...]] = ("error", "target", "device", "unavailable", "sweep")
+    _optional: ClassVar[tuple[str, ...]] = ("error", "target", "device", "unavailable", "sweep", "op_profile")
 
     def summary(self) -> dict[str, Any]:
         """The figures a study row or a report keeps of this benchmark (BENCH_SUMMARY_FIELDS)."""

@@ -40,6 +40,16 @@ def achieved(result):
             "fraction_of_nominal": rate / nominal if nominal else None}
 
 
+def op_profile(profiles):
+    """Each operator's time and share, the median over the processes' profiles (the same model, so the same
+    operators in the same order); None when no process profiled."""
+    if not profiles:
+        return None
+    return [dict(ops[0], avg_ms=median(o["avg_ms"] for o in ops),
+                 share=median(o["share"] for o in ops) if None not in [o["share"] for o in ops] else None)
+            for ops in zip(*profiles)]
+
+
 def with_processes(result):
     """One process's result as a record of one process (its own figures, no spread to speak of)."""
     result.processes = [process_figures(result)]
@@ -67,6 +77,7 @@ def combine(results):
     out.ceiling = max((r.ceiling for r in ok if r.ceiling), key=lambda c: c.get("macs_per_s") or 0, default=None)
     out.clock = {"before": (procs[0].get("clock") or {}).get("before"),
                  "after": (procs[-1].get("clock") or {}).get("after")}
+    out.op_profile = op_profile([r.op_profile for r in ok if r.op_profile])
     out.latency_spread = spread(procs)
     out.achieved = achieved(out)
     out.warnings = list(dict.fromkeys(w for r in ok for w in r.warnings or []))

@@ -58,6 +58,15 @@ def run_isolated(model, params, timeout=None):
                                         f"{last[:300]}")
 
 
+def wait_or_stop(cancel, seconds=0.0):
+    """Sleep ``seconds``, but raise KeyboardInterrupt as soon as ``cancel`` (a threading.Event, or None) is set:
+    how a run in a worker thread sees the Ctrl-C that only its main thread received."""
+    if cancel is None:
+        time.sleep(seconds)
+    elif cancel.wait(seconds):
+        raise KeyboardInterrupt
+
+
 def runtime_specs(params):
     """(runtime, api, accelerator) for each runtime a sweep covers: ``all`` expands to every installed
     runtime and API, accelerator ``all`` to cpu, gpu and npu for the compiled APIs (the Interpreter: cpu)."""
@@ -108,9 +117,12 @@ def run_sweep(models, params, sweep=None, isolate=True, progress=None):
     return run_configurations(configurations(models, params, sweep), sweep, isolate, progress)
 
 
-def run_configurations(configs, sweep, isolate=True, progress=None):
+def run_configurations(configs, sweep, isolate=True, progress=None, run_one=None, cancel=None):
     """(model, BenchParams) configurations, each in ``sweep.repeat`` fresh processes, interleaved (round robin,
-    alternating direction); one combined BenchResult per configuration, in order."""
+    alternating direction); one combined BenchResult per configuration, in order. ``run_one(model, params)``
+    runs one process elsewhere (a phone's benchmark_model); by default device_bench runs it here. Once
+    ``cancel`` is set no further process starts (KeyboardInterrupt)."""
+    run_one = run_one or (lambda model, p: _run_one(model, p, isolate))
     runs = [[] for _ in configs]
     done, total = 0, len(configs) * sweep.repeat
     for round_ in range(sweep.repeat):
@@ -120,11 +132,12 @@ def run_configurations(configs, sweep, isolate=True, progress=None):
                 continue  # a failed or absent configuration fails again: do not repeat it
             model, p = configs[i]
             if done and sweep.cooldown:
-                time.sleep(sweep.cooldown)
+                wait_or_stop(cancel, sweep.cooldown)
+            wait_or_stop(cancel)
             done += 1
             if progress:
                 progress(f"[{done}/{total}] {_describe(model, p)}" +
                          (f", process {round_ + 1} of {sweep.repeat}" if sweep.repeat > 1 else ""))
-            runs[i].append(_run_one(model, p, isolate))
+            runs[i].append(run_one(model, p))
     info = {"repeat": sweep.repeat, "cooldown_s": sweep.cooldown, "order": ORDER, "configurations": len(configs)}
     return [replace(combine(r), sweep=info) for r in runs]

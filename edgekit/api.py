@@ -52,9 +52,9 @@ def build(name: str, output: PathLike, *, alpha: Optional[float] = None, size: O
     return build_to_file(name, output, alpha=alpha, size=size, classes=classes, weights=weights, force=force)
 
 
-def _targets(target, ssh_config):
+def _targets(target, ssh_config, adb=None):
     from edgekit.targets import read_targets
-    return read_targets(target, None, ssh_config) if target else None
+    return read_targets(target, ssh_config=ssh_config, adb=adb) if target else None
 
 
 def benchmark(models: Union[PathLike, Sequence[PathLike]], threads: Sequence[int] = (1,), *,
@@ -63,22 +63,36 @@ def benchmark(models: Union[PathLike, Sequence[PathLike]], threads: Sequence[int
               max_memory_mb: Optional[float] = None, params: Optional[BenchParams] = None,
               repeat: int = DEFAULT_REPEAT, cooldown: float = 0.0, target: Union[None, str, Sequence[str]] = None,
               ssh_config: Optional[PathLike] = None, install_runtime: bool = False,
+              adb: Optional[PathLike] = None, benchmark_binary: Optional[PathLike] = None,
+              max_temp: Optional[float] = None, cooldown_max: Optional[float] = None, cpu_mask: Optional[str] = None,
               progress: Progress = None) -> BenchResults:
     """Benchmark bundles or .tflite files here or on ``target`` (`edgekit bench`): every runtime asked for
     (``runtime="all"``: every one installed), each configuration in ``repeat`` fresh processes, interleaved.
 
     The keywords set the BenchParams field of the same name; ``params`` gives the rest (warm-up, delegate,
-    input, ...). Returns BenchResults: one BenchResult per model x runtime x thread count (x target), failures
-    as error rows."""
+    input, ...). On an Android phone (``target="adb"`` or ``"adb://SERIAL"``) LiteRT's ``benchmark_binary`` runs,
+    through ``adb`` (default: the one on PATH), each process entered below ``max_temp`` °C (waiting at most
+    ``cooldown_max`` s; defaults: AdbSettings), pinned with taskset to ``cpu_mask`` if given. Returns BenchResults: one BenchResult per
+    model x runtime x thread count (x target), failures as error rows."""
     named: dict[str, Any] = {k: v for k, v in dict(runtime=runtime, api=api, accelerator=accelerator, num_runs=num_runs,
                                    min_secs=min_secs, verify=verify, max_memory_mb=max_memory_mb).items()
              if v is not None}
-    targets = _targets(target, ssh_config)
+    from edgekit.targets.adb import AdbSettings
+    given: dict[str, Any] = {k: v for k, v in dict(
+        adb=os.fspath(adb) if adb is not None else None, max_temp=max_temp, cooldown_max=cooldown_max,
+        benchmark_binary=os.fspath(benchmark_binary) if benchmark_binary is not None else None,
+        cpu_mask=cpu_mask).items() if v is not None}
+    phone = AdbSettings(**given)
+    targets = _targets(target, ssh_config, phone)
+    if given and not any(getattr(t, "native_runner", None) for t in targets or ()):
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise EdgekitError(f"{flag} is for an Android phone: add --target adb (or adb://SERIAL)")
     if not targets:
         return device.benchmark(models, threads, params, cooldown, progress=progress, repeat=repeat, **named)
     from edgekit.targets.jobs import bench_on_targets
     sweep = device.sweep_settings(threads, repeat, cooldown)
-    params = replace(params or BenchParams(), threads=sweep.threads[0], **named).validate()
+    native = all(getattr(t, "native_runner", None) for t in targets)  # every one a phone's benchmark_model
+    params = replace(params or BenchParams(), threads=sweep.threads[0], **named).validate(native=native)
     rows = bench_on_targets(targets, device.as_paths(models), params, sweep, install_runtime,
                             progress or (lambda m: None))
     return BenchResults(items=[BenchResult.from_dict({"model": None, **r}) for r in rows])

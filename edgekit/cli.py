@@ -293,16 +293,32 @@ def target_options(f):
     f = click.option("--ssh-config", type=click.Path(dir_okay=False), help="An ssh_config file (ssh -F).")(f)
     f = click.option("--targets", "targets_file", type=click.Path(dir_okay=False), help="A file of targets, one per line.")(f)
     f = click.option("--target", "targets", multiple=True,
-                     help="'local', ssh://[user@]host[:port] or a Host alias; repeat for several devices at once.")(f)
+                     help="'local', ssh://[user@]host[:port], a Host alias, or (bench) 'adb' / adb://SERIAL for an "
+                          "Android phone; repeat for several devices at once.")(f)
     return f
 
 
-def read_target_options(targets, targets_file, ssh_config):
-    """The targets named by --target/--targets, or None to run here."""
+def phone_options(f):
+    """--adb, --benchmark-binary, --max-temp, --cooldown-max, --cpu-mask: how bench runs on an Android phone (left
+    out: None, so that edgekit.benchmark fills in AdbSettings' defaults and refuses them without a phone)."""
+    from edgekit.targets.adb import AdbSettings
+    f = click.option("--cpu-mask", help="Phone: pin benchmark_model to these cores with taskset (e.g. f0).")(f)
+    f = click.option("--cooldown-max", type=float, help="Phone: wait at most this long (s) for it to cool before "
+                                                         f"each process.  [default: {AdbSettings.cooldown_max:g}]")(f)
+    f = click.option("--max-temp", type=float, help="Phone: start each process below this battery temperature (°C) "
+                                                     f"and not throttled.  [default: {AdbSettings.max_temp:g}]")(f)
+    f = click.option("--benchmark-binary", type=click.Path(dir_okay=False),
+                     help="Phone: LiteRT's benchmark_model for its ABI, pushed for the run.")(f)
+    f = click.option("--adb", "adb_path", type=click.Path(dir_okay=False), help="The adb command (default: on PATH).")(f)
+    return f
+
+
+def read_target_options(targets, targets_file):
+    """The names given with --target/--targets (the API opens them), or None to run here."""
     if not targets and not targets_file:
         return None
-    from edgekit.targets import read_targets
-    return read_targets(targets, targets_file, ssh_config)
+    from edgekit.targets import target_specs
+    return target_specs(targets, targets_file)
 
 
 def training_options(f):
@@ -434,7 +450,9 @@ def _step_lines(step):
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write a CSV file.")
 @click.option("--force", is_flag=True, help="Replace an existing CSV file.")
 @target_options
-def bench(models, as_json, csv_path, force, targets, targets_file, ssh_config, install_runtime, **options):
+@phone_options
+def bench(models, as_json, csv_path, force, targets, targets_file, ssh_config, install_runtime, adb_path,
+          benchmark_binary, max_temp, cooldown_max, cpu_mask, **options):
     """Benchmark MODELS (bundles or .tflite files), one fresh process per configuration, here or on --target."""
     from device_bench.options import params_from_options
     from device_bench.safe_write import refuse_existing
@@ -444,8 +462,10 @@ def bench(models, as_json, csv_path, force, targets, targets_file, ssh_config, i
         refuse_existing(csv_path, force)
     params, sweep = params_from_options(options)
     results = api.benchmark(models, sweep.threads, params=params, cooldown=sweep.cooldown, repeat=sweep.repeat,
-                            target=read_target_options(targets, targets_file, ssh_config),
-                            install_runtime=install_runtime, progress=None if as_json else progress)
+                            target=read_target_options(targets, targets_file), ssh_config=ssh_config,
+                            install_runtime=install_runtime, adb=adb_path, benchmark_binary=benchmark_binary,
+                            max_temp=max_temp, cooldown_max=cooldown_max, cpu_mask=cpu_mask,
+                            progress=None if as_json else progress)
     rows = [r.to_dict() for r in results]
     if csv_path:
         write_csv(csv_path, rows, force)
@@ -476,7 +496,7 @@ def model_read_options(f):
 def _read_kwargs(labels, mean, std, targets, targets_file, ssh_config, install_runtime, **open_opts):
     from device_bench.images import parse_floats
     return {"labels": labels, "mean": parse_floats(mean, "mean"), "std": parse_floats(std, "std"), **open_opts,
-            "target": read_target_options(targets, targets_file, ssh_config),
+            "target": read_target_options(targets, targets_file), "ssh_config": ssh_config,
             "install_runtime": install_runtime, "progress": progress}
 
 
@@ -541,7 +561,7 @@ def inspect(model, as_json, **options):
 def deploy(bundles, folder, as_json, targets, targets_file, ssh_config, install_runtime):
     """Copy BUNDLES and device_bench.pyz to a named folder on each --target, and leave them there."""
     from edgekit import api
-    results = api.deploy(bundles, read_target_options(targets, targets_file, ssh_config), folder=folder,
+    results = api.deploy(bundles, read_target_options(targets, targets_file), folder=folder, ssh_config=ssh_config,
                          install_runtime=install_runtime, progress=progress)
     if as_json:
         echo_json(results)

@@ -73,6 +73,32 @@ from device_bench.options import PRECISIONS  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def board():
+    """The emulated aarch64 board (tests/board/board.sh) at EDGEKIT_BOARD_DIR (`make test`: .board), or a skip
+    that says why there is none. A board set up (ssh_config written) that does not answer is a failure: it said
+    it was up."""
+    d = Path(os.environ.get("EDGEKIT_BOARD_DIR", ROOT / ".board"))
+    if (d / "unavailable").exists():
+        pytest.skip(f"emulated board unavailable: {(d / 'unavailable').read_text().strip()}")
+    if not (d / "ssh_config").exists():
+        pytest.skip("emulated board not set up: `make test` sets it up (needs root), or set EDGEKIT_BOARD_DIR")
+    found = {"config": str(d / "ssh_config"), "target": "board"}
+    try:
+        up = board_ssh(found, "true", timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"emulated board in {d} is set up but does not answer over ssh (timed out)")
+    if up.returncode != 0:
+        pytest.fail(f"emulated board in {d} is set up but does not answer over ssh: {up.stderr.strip()[:200]}")
+    return found
+
+
+def board_ssh(board, command, timeout=120):
+    """Run a shell command line on the board."""
+    return subprocess.run(["ssh", "-F", board["config"], "-o", "BatchMode=yes", "board", command],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
 def tiny_labels(tmp_path_factory):
     path = tmp_path_factory.mktemp("labels") / "labels.txt"
     path.write_text("".join(f"class {i}\n" for i in range(10)))
@@ -154,7 +180,7 @@ def digit_models(digits, runner, cli):
 SLOW_MODULES = {"test_api", "test_bench", "test_classify", "test_convert", "test_fuzz",
                 "test_phone", "test_quantize", "test_reliability", "test_remote", "test_runtimes", "test_study",
                 "test_tflite_runtime", "test_train_compress", "test_wheel"}
-SLOW_FIXTURES = {"digit_models", "tiny_bundles", "trained", "pruned"}
+SLOW_FIXTURES = {"board", "digit_models", "tiny_bundles", "trained", "pruned"}
 
 
 def pytest_collection_modifyitems(items):

@@ -421,6 +421,15 @@ def test_evaluate_command_quotes_paths():
     assert shlex.split(line) == ["edgekit", "evaluate", "/r/it's here", "/data/my set", "--accelerator", "gpu"]
 
 
+def test_phone_flags_only_in_the_bench_command():
+    """`edgekit evaluate` runs here: a phone's record gives it no --target or --benchmark-binary."""
+    phone = {"name": "LiteRT benchmark_model", "api": "interpreter", "accelerator": "gpu", "target": "adb://P1",
+             "binary": "/b/benchmark_model"}
+    assert bench_command("m", phone, [4]) == \
+        "edgekit bench m --target adb://P1 --benchmark-binary /b/benchmark_model --accelerator gpu --threads 4"
+    assert evaluate_command("m", "data", phone) == "edgekit evaluate m data"
+
+
 def test_convert_command_zoo_model():
     source = {"kind": "zoo", "model": "mobilenet_v2", "alpha": 0.35, "size": 96, "classes": 10, "weights": "none"}
     study = SimpleNamespace(precisions=["fp32", "int8"], calibration="/data/calib dir")

@@ -5,32 +5,13 @@ tests are skipped with the reason. Timings under emulation are meaningless and n
 """
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
-
-from conftest import ROOT, SAMPLES
+from conftest import SAMPLES, board_ssh as ssh
 
 QUICK = ["--runs", "1", "--min-secs", "0", "--warmup-runs", "0", "--warmup-secs", "0", "--repeat", "1"]
 DEAD = "ssh://127.0.0.1:1"
-
-
-@pytest.fixture(scope="module")
-def board():
-    d = Path(os.environ.get("EDGEKIT_BOARD_DIR", ROOT / ".board"))
-    if (d / "unavailable").exists():
-        pytest.skip(f"emulated board unavailable: {(d / 'unavailable').read_text().strip()}")
-    if not (d / "ssh_config").exists():
-        pytest.skip("emulated board not set up: `make test` sets it up (needs root)")
-    return {"config": str(d / "ssh_config"), "target": "board"}
-
-
-def ssh(board, command):
-    return subprocess.run(["ssh", "-F", board["config"], "-o", "BatchMode=yes", "board", command],
-                          capture_output=True, text=True, timeout=120)
 
 
 def remote(invoke, board, *args):

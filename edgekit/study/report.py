@@ -85,7 +85,8 @@ def _environment_lines(run):
            f"- CPU: {env.get('cpu')} ({env.get('arch')}, {env.get('cores')} cores, "
            f"{env.get('vector_bits') or '?'}-bit vectors), governor {env.get('governor') or 'n/a'}",
            f"- Runtimes: {', '.join(sorted(_runtimes(run))) or runtime_label(env.get('runtime'))}; "
-           f"Python {env.get('python')}, NumPy {env.get('numpy')}, {env.get('os')}",
+           + ", ".join(f"{name}{env[key]}" for name, key in (("Python ", "python"), ("NumPy ", "numpy"), ("", "os"))
+                       if env.get(key)),
            f"- Created {meta.get('created', '?')}, run took {meta.get('seconds', '?')} s", ""]
     if env.get("emulated"):
         out += ["**Emulated CPU: the timings below say nothing about the real device.**", ""]

@@ -30,7 +30,7 @@ def accuracy_for(row, bench):
 def _bench_figures(row, b):
     """The table's figures of one benchmark entry: latency, spread, memory, achieved MAC/s and fraction of peak."""
     lat, spread = b["latency_ms"], b.get("latency_spread") or {}
-    out = {"init_ms": b["init_ms"], "p50_ms": lat["p50"], "p90_ms": lat["p90"], "peak_rss_mb": b["peak_rss_mb"],
+    out = {"init_ms": b["init_ms"], "p50_ms": lat["p50"], "p90_ms": lat.get("p90"), "peak_rss_mb": b["peak_rss_mb"],
            "spread": spread.get("relative"), "p50_min_ms": spread.get("p50_min"), "p50_max_ms": spread.get("p50_max"),
            "processes": spread.get("processes")}
     if row.get("macs"):
@@ -126,19 +126,30 @@ def load_results(paths):
     return runs
 
 
+RUNTIME_FLAGS = (("--runtime", "name", None), ("--api", "api", None), ("--accelerator", "accelerator", "cpu"))
+
+
+def _flags(runtime, keys):
+    return [arg for flag, key, default in keys if runtime.get(key) and runtime[key] != default
+            for arg in (flag, runtime[key])]
+
+
 def runtime_args(runtime):
-    """--runtime/--api/--accelerator that pick the runtime of a runtime record again."""
-    args, runtime = [], runtime or {}
-    for flag, key, default in (("--runtime", "name", None), ("--api", "api", None),
-                               ("--accelerator", "accelerator", "cpu")):
-        if runtime.get(key) and runtime[key] != default:
-            args += [flag, runtime[key]]
-    return args
+    """--runtime/--api/--accelerator that pick the runtime of a runtime record again where device_bench runs. A
+    phone's record gives none: its benchmark_model is no runtime here (bench_command reaches the phone again)."""
+    runtime = runtime or {}
+    return [] if runtime.get("binary") else _flags(runtime, RUNTIME_FLAGS)
 
 
 def bench_command(bundle, runtime, threads, runs=None, repeat=None):
-    """The `edgekit bench` line that measures ``bundle`` again in ``runtime`` (a runtime record) at ``threads``."""
-    args = ["edgekit", "bench", str(bundle), *runtime_args(runtime)]
+    """The `edgekit bench` line that measures ``bundle`` again in ``runtime`` (a runtime record) at ``threads``; on a
+    phone, through --target and --benchmark-binary (and --accelerator)."""
+    runtime = runtime or {}
+    where = runtime_args(runtime)
+    if runtime.get("binary"):
+        where = ["--target", runtime.get("target") or "adb", "--benchmark-binary", runtime["binary"],
+                 *_flags(runtime, RUNTIME_FLAGS[2:])]
+    args = ["edgekit", "bench", str(bundle), *where]
     args += ["--threads", ",".join(map(str, threads))]
     args += ["--runs", str(runs)] if runs else []
     args += ["--repeat", str(repeat)] if repeat else []

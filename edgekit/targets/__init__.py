@@ -1,20 +1,27 @@
-"""Devices that run device_bench: this machine (`local`) or a board over SSH, behind one interface."""
+"""Devices that run a benchmark: this machine (`local`), a board over SSH, or an Android phone over adb (where
+LiteRT's benchmark_model runs instead of device_bench), behind one interface."""
 
 from device_bench.errors import EdgekitError
+from edgekit.targets.adb import AdbSettings, AdbTarget
 from edgekit.targets.base import Target
 from edgekit.targets.local import LocalTarget
 from edgekit.targets.ssh import SshTarget
 
-__all__ = ["LocalTarget", "SshTarget", "Target", "open_target", "read_targets"]
+__all__ = ["AdbSettings", "AdbTarget", "LocalTarget", "SshTarget", "Target", "open_target", "read_targets", "target_specs"]
 
 
-def open_target(spec, ssh_config=None):
-    """'local', ssh://[user@]host[:port] or a Host alias."""
-    return LocalTarget() if spec.strip() == "local" else SshTarget(spec, ssh_config)
+def open_target(spec, ssh_config=None, adb=None):
+    """'local', 'adb', adb://SERIAL, ssh://[user@]host[:port] or a Host alias; ``adb``: AdbSettings."""
+    spec = spec.strip()
+    if spec == "local":
+        return LocalTarget()
+    if spec == "adb" or spec.startswith("adb://"):
+        return AdbTarget(spec, adb)
+    return SshTarget(spec, ssh_config)
 
 
-def read_targets(targets=(), targets_file=None, ssh_config=None):
-    """Targets from the command line and from a file of one per line (# comments allowed)."""
+def target_specs(targets=(), targets_file=None):
+    """Target names from the command line and from a file of one per line (# comments allowed)."""
     specs = [targets] if isinstance(targets, str) else list(targets or [])
     if targets_file:
         try:
@@ -24,4 +31,9 @@ def read_targets(targets=(), targets_file=None, ssh_config=None):
             raise EdgekitError(f"{targets_file}: cannot read targets ({e.strerror})") from None
     if not specs:
         raise EdgekitError("no targets given")
-    return [t if isinstance(t, Target) else open_target(t, ssh_config) for t in specs]
+    return specs
+
+
+def read_targets(targets, *, ssh_config=None, adb=None):
+    """A Target for each name (a Target stays as it is); ``adb``: AdbSettings for the phones among them."""
+    return [t if isinstance(t, Target) else open_target(t, ssh_config, adb) for t in target_specs(targets)]

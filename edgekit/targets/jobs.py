@@ -4,7 +4,7 @@ JSON records, clean up. A failing target becomes an error row; the others go on.
 import os
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from device_bench.errors import EdgekitError
 from dataclasses import replace
@@ -19,8 +19,11 @@ def runner_file(workdir):
 
 
 def for_each_target(targets, job, progress):
-    """Run job(target, say) on every target at once; a failing target becomes {"target", "error"}."""
+    """Run job(target, say, cancel) on every target at once; a failing target becomes {"target", "error"}.
+    Python sees Ctrl-C in the main thread only, so there it sets ``cancel`` (a threading.Event): each job stops
+    before its next step and cleans up at once, and this waits for them to finish doing so."""
     lock = threading.Lock()
+    cancel = threading.Event()
 
     def say(target, message):
         with lock:
@@ -28,13 +31,20 @@ def for_each_target(targets, job, progress):
 
     def one(target):
         try:
-            return job(target, lambda m: say(target, m))
+            return job(target, lambda m: say(target, m), cancel)
         except EdgekitError as e:
             say(target, f"error: {e}")
             return [{"target": target.spec, "error": str(e)}]
 
     with ThreadPoolExecutor(max(1, len(targets))) as pool:
-        return [row for rows in pool.map(one, targets) for row in rows]
+        futures = [pool.submit(one, t) for t in targets]
+        try:
+            while wait(futures, timeout=0.05).not_done:
+                pass  # awake now and then: a signal the OS gave another thread is handled only when this one runs
+            return [row for f in futures for row in f.result()]
+        except KeyboardInterrupt:  # here, or a job's own (adb killed by the same Ctrl-C)
+            cancel.set()
+            raise  # leaving `with` waits for the jobs' clean-up
 
 
 def _items(paths):
@@ -53,12 +63,17 @@ def _describe(info):
             + (f", {info['board']}" if info.get("board") else ""))
 
 
-def run_on_targets(targets, items, verb, tail, install_runtime=False, progress=print, finish=None):
-    """`device_bench VERB --json TAIL(folder)` on every target; each record gets the target and probe."""
+def run_on_targets(targets, items, verb, tail, install_runtime=False, progress=print, finish=None, native=None):
+    """`device_bench VERB --json TAIL(folder)` on every target; each record gets the target and probe. A target
+    with a ``native_runner`` of its own (a phone's benchmark_model) runs ``native(target, say, cancel)`` instead."""
     with tempfile.TemporaryDirectory(prefix="edgekit-remote-") as tmp:
         pyz = runner_file(tmp)
 
-        def job(target, say):
+        def job(target, say, cancel):
+            if getattr(target, "native_runner", None):
+                if native is None:
+                    raise EdgekitError(f"{target}: only `edgekit bench` runs on this device ({target.native_runner})")
+                return native(target, say, cancel)
             say("probing")
             info = target.probe(install_runtime)
             say(f"{_describe(info)}; uploading")
@@ -82,10 +97,13 @@ def run_on_targets(targets, items, verb, tail, install_runtime=False, progress=p
 def bench_on_targets(targets, models, params, sweep, install_runtime=False, progress=print):
     """device_bench bench with ``params`` and ``sweep`` (SweepSettings) on each target; one row per model x
     configuration x target."""
+    from edgekit.targets.adb_bench import bench_on_phone
     items = _items(models)
     argv = params_to_argv(params, sweep)
     return run_on_targets(targets, items, "bench", lambda d: [*argv, "--", *[f"{d}/{n}" for _, n in items]],
-                          install_runtime, progress)
+                          install_runtime, progress,
+                          native=lambda target, say, cancel: bench_on_phone(target, [p for p, _ in items], params, sweep,
+                                                                            say, cancel))
 
 
 def _model_argv(labels=None, mean=None, std=None, **open_options):
@@ -137,7 +155,7 @@ def deploy(targets, bundles, folder, install_runtime=False, progress=print):
                 raise EdgekitError(f"{b}: no such bundle or file")
             items.append((b, os.path.basename(os.path.normpath(b))))
 
-        def job(target, say):
+        def job(target, say, cancel):
             say("probing")
             info = target.probe(install_runtime)
             where = target.upload(items, keep_dir=folder)

@@ -46,7 +46,7 @@ class SshTarget(Target):
         return args + ["--", f"{self.user}@{self.host}" if self.user else self.host]
 
     def run(self, argv, stdin=None, timeout=RUN_TIMEOUT):
-        command = " ".join(shlex.quote(str(a)) for a in argv)
+        command = shlex.join(map(str, argv))
         try:
             return completed(self.ssh_args() + [command], stdin, timeout, self.spec)
         except FileNotFoundError:

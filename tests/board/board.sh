@@ -41,12 +41,14 @@ fi
 update-binfmts --enable qemu-aarch64 >/dev/null 2>&1
 [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || fail "qemu-aarch64 is not registered with binfmt_misc"
 
-if [ ! -x "$ROOTFS/usr/bin/python3" ]; then
+# grep and sed: the stand-in adb runs a phone's shell commands here (a phone's toybox has both)
+if [ ! -x "$ROOTFS/usr/bin/python3" ] || [ ! -x "$ROOTFS/bin/grep" ] || [ ! -x "$ROOTFS/bin/sed" ]; then
+    down
     mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)
     [ -n "$mirror" ] || mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null)
     rm -rf "$ROOTFS"; mkdir -p "$ROOTFS"
     mmdebstrap --mode=root --arch=arm64 --variant=extract \
-        --include=python3,dash,bash,coreutils,libc-bin,libstdc++6,openssh-sftp-server \
+        --include=python3,dash,bash,coreutils,grep,sed,libc-bin,libstdc++6,openssh-sftp-server \
         bookworm "$ROOTFS" "${mirror:-http://deb.debian.org/debian}" >"$DIR/mmdebstrap.log" 2>&1 \
         || fail "mmdebstrap failed (see $DIR/mmdebstrap.log)"
     grep -q '^root:' "$ROOTFS/etc/passwd" 2>/dev/null || echo 'root:x:0:0:root:/root:/bin/sh' >> "$ROOTFS/etc/passwd"
