@@ -25,6 +25,8 @@ APIS = ("interpreter", "compiled")
 RUNTIME_APIS = {"litert": ("interpreter", "compiled"), "tflite-runtime": ("interpreter",),
                 "openvino": ("compiled",), "tensorflow": ("interpreter",)}
 ACCELERATORS = ("cpu", "gpu", "npu")
+# Accelerators only LiteRT's benchmark_model on an Android phone has: nnapi, its NNAPI delegate (as npu is there).
+PHONE_ACCELERATORS = ("nnapi",)
 DEFAULT_REPEAT = 3
 SPREAD_WARNING = 0.05  # process medians further apart than this (relative) are flagged as not repeatable
 IO_TYPES = ("uint8", "int8", "float32")  # of an int8 build's input and output; uint8 is what phone apps feed
@@ -77,7 +79,10 @@ class BenchParams:
             raise EdgekitError(f"max_memory_mb must be above 0, got {self.max_memory_mb}")
         _check_choice("runtime", self.runtime, RUNTIMES + (ALL,))
         _check_choice("api", self.api, APIS)
-        _check_choice("accelerator", self.accelerator, ACCELERATORS + (ALL,))
+        _check_choice("accelerator", self.accelerator, ACCELERATORS + PHONE_ACCELERATORS + (ALL,))
+        if not native and self.accelerator in PHONE_ACCELERATORS:
+            raise EdgekitError(f"--accelerator {self.accelerator} is for an Android phone: add --target adb "
+                               f"(or adb://SERIAL)")
         if self.runtime in RUNTIME_APIS and self.api and self.api not in RUNTIME_APIS[self.runtime]:
             raise EdgekitError(f"runtime {self.runtime} has no {self.api} API; it has {', '.join(RUNTIME_APIS[self.runtime])}")
         if not native and self.accelerator in ("gpu", "npu") and (
@@ -148,7 +153,9 @@ BENCH_OPTIONS = (
     Option("api", "--api", "choice", "the runtime's API: interpreter (LiteRT, tflite-runtime, TensorFlow) or "
                                      "compiled (LiteRT CompiledModel, OpenVINO) (default: the runtime's first)",
            choices=APIS),
-    Option("accelerator", "--accelerator", "choice", "device for the compiled API", choices=ACCELERATORS + (ALL,),
+    Option("accelerator", "--accelerator", "choice", "device for the compiled API (on an Android phone: "
+                                                     "benchmark_model's delegate; nnapi there only)",
+           choices=ACCELERATORS + PHONE_ACCELERATORS + (ALL,),
            all_help="'all': cpu, gpu and npu, absent ones reported as such"),
     Option("xnnpack", "--no-xnnpack", "no-flag", "run without default delegates (XNNPACK)"),
     Option("delegate", "--delegate", "str", "external delegate: PATH[:key=value;...]"),
@@ -226,8 +233,9 @@ def params_to_argv(params, sweep=None, only=None):
 
 
 def single_choices(opt):
-    """What a command that opens one model (classify, evaluate, inspect) accepts for a choice: never 'all'."""
-    return tuple(c for c in opt.choices if c != ALL)
+    """What a command that opens one model (classify, evaluate, inspect) accepts for a choice: never 'all', nor
+    an accelerator only a phone's benchmark_model has (those commands run here)."""
+    return tuple(c for c in opt.choices if c != ALL and c not in PHONE_ACCELERATORS)
 
 
 def add_argparse_options(parser, only=None):

@@ -224,6 +224,7 @@ def test_bench_on_a_phone_gives_local_records_and_leaves_nothing(invoke, phone):
 @pytest.mark.parametrize("accelerator, transcript, flag", [
     ("gpu", "android_gpu_tf_issue43541.txt", "--use_gpu=true"),
     ("npu", "android_nnapi_op_profile_tf2.4.txt", "--use_nnapi=true"),
+    ("nnapi", "android_nnapi_op_profile_tf2.4.txt", "--use_nnapi=true"),  # the same delegate by its own name
 ])
 def test_accelerators_on_a_phone_need_no_compiled_api(invoke, phone, monkeypatch, accelerator, transcript, flag):
     """benchmark_model picks the delegate itself: --api compiled is asked for only where device_bench runs."""
@@ -235,7 +236,15 @@ def test_accelerators_on_a_phone_need_no_compiled_api(invoke, phone, monkeypatch
     log = phone["log"].read_text()
     assert flag in log and "--use_xnnpack=false" in log
     here = invoke("bench", phone["model"], "--accelerator", accelerator)
-    assert here.exit_code == 1 and f"accelerator {accelerator} needs --api compiled" in here.output
+    if accelerator == "nnapi":  # no NNAPI here, whatever the API: phone-only, as --benchmark-binary is
+        assert here.exit_code == 1 and here.output.strip() == \
+            "Error: --accelerator nnapi is for an Android phone: add --target adb (or adb://SERIAL)"
+        compiled = invoke("bench", phone["model"], "--accelerator", accelerator, "--api", "compiled")
+        assert compiled.exit_code == 1 and compiled.output.strip() == here.output.strip()
+        classify = invoke("classify", phone["model"], phone["model"], "--accelerator", accelerator)
+        assert classify.exit_code == 2 and "'nnapi' is not one of" in classify.output  # classify runs here only
+    else:
+        assert here.exit_code == 1 and f"accelerator {accelerator} needs --api compiled" in here.output
 
 
 def test_op_profile_on_a_phone_and_not_here(invoke, phone, monkeypatch):
@@ -302,8 +311,8 @@ def test_bad_binaries_and_options_are_one_line(invoke, phone, tmp_path, monkeypa
     assert error("--benchmark-binary", phone["binary"], "--input", phone["model"]) == \
         "--input is not supported on an Android phone (benchmark_model runs there)"
     assert error("--benchmark-binary", phone["binary"], "--api", "compiled", "--accelerator", "gpu") == \
-        "--api compiled on an Android phone: benchmark_model runs the interpreter API only (--accelerator gpu or npu " \
-        "picks its delegate)"
+        "--api compiled on an Android phone: benchmark_model runs the interpreter API only (--accelerator gpu, npu or " \
+        "nnapi picks its delegate)"
     assert error("--benchmark-binary", phone["binary"], "--adb", "no-such-adb") == \
         "--adb no-such-adb: no such command (give adb's path or its name on PATH)"
     monkeypatch.setenv("PATH", "/nonexistent")
