@@ -385,6 +385,44 @@ def test_waits_for_a_hot_phone_and_says_when_it_gave_up(invoke, phone, monkeypat
     assert any(w.startswith("started hot: 45") for w in row["warnings"])
 
 
+def test_without_a_thermal_status_the_hottest_thermal_zone_is_the_guard(invoke, phone, monkeypatch):
+    """Where `dumpsys thermalservice` has nothing (no such service before Android 10), the phone's
+    /sys/class/thermal zones (millidegrees) decide: the hottest must be below --max-temp. Zone readings go in
+    turn: the probe, two waits, then cool."""
+    import edgekit.targets.adb as adb
+    monkeypatch.setattr(adb, "POLL_SECONDS", 0.0)
+    monkeypatch.setenv("EDGEKIT_STANDIN_THERMAL", "none")
+    monkeypatch.setenv("EDGEKIT_STANDIN_ZONES", "45000 30000;41000 -273000;36500 20000 999999")
+    [row] = json.loads(bench(invoke, phone, "--target", "adb://PHONE1").stdout)
+    before = row["clock"]["before"]
+    assert before["thermal_status"] is None and before["zone_c"] == 36.5  # the off (-273) and broken sensors skipped
+    assert (before["temperature_c"], before["temperature_source"]) == (31, "battery")
+    assert row["device"]["zone_c"] == 45 and not any("hot" in w for w in row["warnings"])
+    log = phone["log"].read_text()
+    assert "/sys/class/thermal/thermal_zone*/temp" in log
+
+    # No battery temperature either: the hottest zone is the temperature; it never cools, so the row says so.
+    for f in phone["root"].glob(".*.zones"):
+        f.unlink()
+    monkeypatch.setenv("EDGEKIT_STANDIN_TEMPS", "none")
+    monkeypatch.setenv("EDGEKIT_STANDIN_ZONES", "52000 30000")
+    [row] = json.loads(bench(invoke, phone, "--target", "adb://PHONE1", "--cooldown-max", "0").stdout)
+    assert (row["clock"]["before"]["temperature_c"], row["clock"]["before"]["temperature_source"]) == (52, "thermal zone")
+    assert "started hot: 52.0 °C (thermal zone) after waiting 0 s (--cooldown-max)" in row["warnings"]
+
+    # Battery cool and no status: a hot zone alone counts as throttled.
+    monkeypatch.setenv("EDGEKIT_STANDIN_TEMPS", "31")
+    [row] = json.loads(bench(invoke, phone, "--target", "adb://PHONE1", "--cooldown-max", "0").stdout)
+    assert "started hot: hottest thermal zone 52.0 °C (no thermal status from dumpsys) after waiting 0 s " \
+           "(--cooldown-max)" in row["warnings"]
+
+    # With a thermal status from dumpsys, that status decides, not a hot zone (a busy core runs above 37 °C).
+    monkeypatch.delenv("EDGEKIT_STANDIN_THERMAL")
+    [row] = json.loads(bench(invoke, phone, "--target", "adb://PHONE1", "--cooldown-max", "0").stdout)
+    assert row["clock"]["before"]["thermal_status"] == 0 and row["clock"]["before"]["zone_c"] == 52
+    assert not any("hot" in w for w in row["warnings"]) and left_on(phone) == []
+
+
 def test_the_api_takes_the_same_phone_settings(phone):
     """edgekit.benchmark is the one place phone settings are built; `edgekit bench` passes its options to it."""
     import edgekit

@@ -26,7 +26,9 @@ PROBE = ("for p in ro.product.cpu.abi ro.product.model ro.soc.model ro.build.ver
          "echo \"cores=$(ls -d /sys/devices/system/cpu/cpu[0-9]* 2>/dev/null | wc -l)\"")
 THERMAL = ("echo \"battery=$(dumpsys battery 2>/dev/null | grep -m1 temperature)\"; "
            "echo \"thermal=$(dumpsys thermalservice 2>/dev/null | grep -m1 'Thermal Status')\"; "
-           "echo \"freq=$(cat /sys/devices/system/cpu/cpu*/cpufreq/scaling_cur_freq 2>/dev/null | tr '\\n' ' ')\"")
+           "echo \"freq=$(cat /sys/devices/system/cpu/cpu*/cpufreq/scaling_cur_freq 2>/dev/null | tr '\\n' ' ')\"; "
+           "echo \"zones=$(cat /sys/class/thermal/thermal_zone*/temp 2>/dev/null | tr '\\n' ' ')\"")
+ZONE_RANGE_C = (-40.0, 150.0)  # a thermal zone reading outside this is a sensor that is off or broken, not a heat
 
 
 @dataclass(frozen=True)
@@ -118,14 +120,33 @@ class AdbTarget(Target):
         return info
 
     def thermal(self):
-        """Battery temperature (°C), thermal status (0: none ... 6: shutdown) and CPU clocks (MHz) now."""
+        """Battery temperature (°C), thermal status (0: none ... 6: shutdown), the hottest thermal zone (°C,
+        /sys/class/thermal, millidegrees there) and CPU clocks (MHz) now. Where dumpsys gives no battery
+        temperature, the hottest zone stands in for it (``temperature_source`` says which was read)."""
         values = _key_values(self.shell(THERMAL, "reading the temperature", timeout=60))
-        battery = re.search(r"(-?\d+)", values.get("battery", ""))
-        status = re.search(r"(\d+)", values.get("thermal", ""))
+        battery = re.search(r"temperature:\s*(-?\d+)", values.get("battery", ""))
+        status = re.search(r"Thermal Status:\s*(\d+)", values.get("thermal", ""))
         freqs = [int(f) // 1000 for f in values.get("freq", "").split() if f.isdigit()]
-        return {"temperature_c": int(battery.group(1)) / 10 if battery else None,
+        zones = [int(z) / 1000 for z in values.get("zones", "").split() if z.lstrip("-").isdigit()]
+        zones = [z for z in zones if ZONE_RANGE_C[0] <= z <= ZONE_RANGE_C[1]]
+        zone = max(zones) if zones else None
+        return {"temperature_c": int(battery.group(1)) / 10 if battery else zone,
+                "temperature_source": "battery" if battery else ("thermal zone" if zones else None),
                 "thermal_status": int(status.group(1)) if status else None,
-                "frequency_mhz": max(freqs) if freqs else None}
+                "zone_c": zone, "frequency_mhz": max(freqs) if freqs else None}
+
+    def too_hot(self, now):
+        """Why the phone may not start a process yet, or None: above --max-temp, or throttled. Throttling is
+        the thermal status above 0; where `dumpsys thermalservice` gives none (older Android, or no such
+        service), the hottest /sys/class/thermal zone above --max-temp counts as throttled."""
+        limit = self.settings.max_temp
+        if now["temperature_c"] is not None and now["temperature_c"] > limit:
+            return f"{now['temperature_c']} °C ({now['temperature_source']})"
+        if now["thermal_status"] is not None:
+            return f"thermal status {now['thermal_status']}" if now["thermal_status"] > 0 else None
+        if now["zone_c"] is not None and now["zone_c"] > limit:
+            return f"hottest thermal zone {now['zone_c']} °C (no thermal status from dumpsys)"
+        return None
 
     def wait_cool(self, say, cancel=None):
         """Wait (at most --cooldown-max) until the phone is below --max-temp and not throttled; returns the
@@ -133,13 +154,12 @@ class AdbTarget(Target):
         deadline = time.monotonic() + self.settings.cooldown_max
         while True:
             now = self.thermal()
-            hot = (now["temperature_c"] or 0) > self.settings.max_temp or (now["thermal_status"] or 0) > 0
+            hot = self.too_hot(now)
             if not hot:
                 return now, None
             if time.monotonic() >= deadline:
-                return now, (f"started hot: {now['temperature_c']} °C, thermal status {now['thermal_status']} "
-                             f"after waiting {self.settings.cooldown_max:.0f} s (--cooldown-max)")
-            say(f"cooling down: {now['temperature_c']} °C, thermal status {now['thermal_status']}")
+                return now, (f"started hot: {hot} after waiting {self.settings.cooldown_max:.0f} s (--cooldown-max)")
+            say(f"cooling down: {hot}")
             wait_or_stop(cancel, min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
     def upload(self, items, keep_dir=None):

@@ -10,7 +10,11 @@ starts a pushed ``.../benchmark_model`` (checked to be there, executable and an 
 benchmark_model_replay.py prints the recorded transcript EDGEKIT_STANDIN_TRANSCRIPT instead, on the board too.
 
 Environment: EDGEKIT_STANDIN_DEVICES "SERIAL:state,..." (state device, unauthorized, offline);
-EDGEKIT_STANDIN_FULL=SERIAL (pushes fail: disk full); EDGEKIT_STANDIN_SERVER=down (`adb devices` fails); EDGEKIT_STANDIN_VANISH=SERIAL:N (the phone is gone
+EDGEKIT_STANDIN_ZONES="45000 30000;36500" (the
+phone's /sys/class/thermal/thermal_zone*/temp, millidegrees: one reading per temperature read, zones separated by
+spaces, readings by ';', the last one repeating; without it the phone has no thermal zones);
+EDGEKIT_STANDIN_THERMAL=none (`dumpsys thermalservice` has no such service, as before Android 10);
+EDGEKIT_STANDIN_TEMPS=none (`dumpsys battery` gives no temperature); EDGEKIT_STANDIN_FULL=SERIAL (pushes fail: disk full); EDGEKIT_STANDIN_SERVER=down (`adb devices` fails); EDGEKIT_STANDIN_VANISH=SERIAL:N (the phone is gone
 once N files were pulled from it); EDGEKIT_STANDIN_TEMPS="41,36" (battery temperatures read in turn, the last one
 repeating); EDGEKIT_STANDIN_EXIT (the replayed benchmark_model's exit status); EDGEKIT_STANDIN_LOG (a file
 each adb command line is appended to).
@@ -29,7 +33,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.environ["EDGEKIT_STANDIN_ROOT"]  # adb's own state (pull counts), and the phones unless on the board
 BOARD = os.environ.get("EDGEKIT_STANDIN_BOARD")
 BOARD_ROOT = os.environ.get("EDGEKIT_STANDIN_BOARD_ROOT", "/root/adb-standin")
-PASSED = ("EDGEKIT_STANDIN_TEMPS", "EDGEKIT_STANDIN_ABI", "EDGEKIT_STANDIN_EXIT")  # read by bin/ and the replay
+PASSED = ("EDGEKIT_STANDIN_TEMPS", "EDGEKIT_STANDIN_THERMAL", "EDGEKIT_STANDIN_ABI",
+          "EDGEKIT_STANDIN_EXIT")  # read by bin/ and the replay
+THERMAL_ZONES = "/sys/class/thermal"
 
 
 def devices():
@@ -81,10 +87,25 @@ def _helpers():
     return buf.getvalue()
 
 
+def zone_readings(serial, phone):
+    """A command line that writes the phone's next thermal zone reading (EDGEKIT_STANDIN_ZONES) into its
+    folder's sys/class/thermal, run before a command that reads the zones; in the same shell, so on the board
+    too. Empty when the phone has no zones."""
+    readings = [r.split() for r in os.environ.get("EDGEKIT_STANDIN_ZONES", "").split(";") if r.strip()]
+    if not readings:
+        return ""
+    zones = readings[min(_count(serial, "zones", add=1), len(readings)) - 1]
+    return "".join(f"mkdir -p {phone}{THERMAL_ZONES}/thermal_zone{i} && echo {int(t)} > "
+                   f"{phone}{THERMAL_ZONES}/thermal_zone{i}/temp; " for i, t in enumerate(zones))
+
+
 def shell(serial, command):
-    """Run the command in /bin/sh, here or on the board, with the phone's folder in place of /data/local/tmp."""
+    """Run the command in /bin/sh, here or on the board, with the phone's folder in place of /data/local/tmp
+    and of /sys/class/thermal (the phone's own zones, never this machine's)."""
     phone = phone_root(serial)
     command = command.replace("/data/local/tmp", phone + "/data/local/tmp")
+    if THERMAL_ZONES in command:
+        command = zone_readings(serial, phone) + command.replace(THERMAL_ZONES, phone + THERMAL_ZONES)
     env = {k: os.environ[k] for k in PASSED if k in os.environ}
     env["EDGEKIT_STANDIN_SERIAL"] = serial
     if BOARD:
