@@ -81,12 +81,14 @@ def render_markdown(runs, tables, choices, chart):
 
 def _environment_lines(run):
     env, meta = run["environment"], run.get("meta", {})
+    # a phone's record has no Python, NumPy or OS of its own: only what is known is listed
+    versions = [f"{name}{env[key]}" for name, key in (("Python ", "python"), ("NumPy ", "numpy"), ("", "os"))
+                if env.get(key)]
     out = [f"## {device_label(env)}", "",
            f"- CPU: {env.get('cpu')} ({env.get('arch')}, {env.get('cores')} cores, "
            f"{env.get('vector_bits') or '?'}-bit vectors), governor {env.get('governor') or 'n/a'}",
-           f"- Runtimes: {', '.join(sorted(_runtimes(run))) or runtime_label(env.get('runtime'))}; "
-           + ", ".join(f"{name}{env[key]}" for name, key in (("Python ", "python"), ("NumPy ", "numpy"), ("", "os"))
-                       if env.get(key)),
+           "; ".join([f"- Runtimes: {', '.join(sorted(_runtimes(run))) or runtime_label(env.get('runtime'))}",
+                      *([", ".join(versions)] if versions else [])]),
            f"- Created {meta.get('created', '?')}, run took {meta.get('seconds', '?')} s", ""]
     if env.get("emulated"):
         out += ["**Emulated CPU: the timings below say nothing about the real device.**", ""]
