@@ -1,0 +1,45 @@
+"""Where the time goes, one row per operator of a .tflite graph: on this machine from OpenVINO's performance
+counters, on a phone from LiteRT's benchmark_model --enable_op_profiling, on an Arm Ethos-U microNPU from the
+Vela compiler's estimates (`edgekit profile`)."""
+
+from __future__ import annotations
+
+import os
+
+from converters.tflite_graph import read_graph
+from device_bench.manifest import read_bundle
+from edgekit.profiling.table import Profile, compare, finish, graph_rows
+
+__all__ = ["Profile", "compare", "model_graph", "profile_here", "xnnpack_ops"]
+
+
+def model_graph(model, verify=True):
+    """(the .tflite path of a bundle or .tflite, its decoded graph)."""
+    ref = read_bundle(os.fspath(model), verify)
+    with open(ref.tflite_path, "rb") as f:
+        return ref.tflite_path, read_graph(f.read(), ref.tflite_path)
+
+
+def xnnpack_ops(path):
+    """Indices of the operators LiteRT hands to XNNPACK here (None when the runtime cannot say)."""
+    from device_bench.runtime import check_memory, delegation, open_interpreter, resolve_runtime
+    check_memory(path, None)
+    nodes = delegation(open_interpreter(path, resolve_runtime(None, "interpreter")))
+    return None if nodes is None else {n["index"] for n in nodes if n["delegated"]}
+
+
+def profile_here(model, accelerator=None, threads=1, runs=50, min_secs=1.0, verify=True):
+    """The profile of ``model`` on this machine: OpenVINO's, or Vela's estimate for an Ethos-U ``accelerator``."""
+    path, graph = model_graph(model, verify)
+    rows = graph_rows(graph)
+    if accelerator:
+        from edgekit.profiling.vela import vela_profile
+        prof = vela_profile(path, graph, rows, accelerator)
+    else:
+        from edgekit.profiling.openvino_host import host_profile
+        prof = host_profile(path, graph, rows, threads, runs, min_secs)
+        taken = xnnpack_ops(path)
+        for r in prof.rows:
+            r.delegated = None if taken is None or r.index is None else r.index in taken
+    prof.model = os.fspath(model)
+    return finish(prof)
