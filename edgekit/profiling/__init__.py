@@ -10,7 +10,7 @@ from converters.tflite_graph import read_graph
 from device_bench.manifest import read_bundle
 from edgekit.profiling.table import Profile, compare, finish, graph_rows
 
-__all__ = ["Profile", "compare", "model_graph", "profile_here", "xnnpack_ops"]
+__all__ = ["Profile", "compare", "model_graph", "profile_here", "profile_record", "same_graph", "xnnpack_ops"]
 
 
 def model_graph(model, verify=True):
@@ -32,7 +32,11 @@ def profile_here(model, accelerator=None, threads=1, runs=50, min_secs=1.0, veri
     """The profile of ``model`` on this machine: OpenVINO's, or Vela's estimate for an Ethos-U ``accelerator``."""
     path, graph = model_graph(model, verify)
     rows = graph_rows(graph)
-    if accelerator:
+    if accelerator and accelerator != "cpu":
+        if not accelerator.startswith("ethos-u"):
+            from device_bench.errors import EdgekitError
+            raise EdgekitError(f"--accelerator {accelerator}: here only an Arm Ethos-U NPU (e.g. ethos-u55-128, Vela's "
+                               f"estimate); gpu, npu and nnapi are profiled on a phone (--target adb)")
         from edgekit.profiling.vela import vela_profile
         prof = vela_profile(path, graph, rows, accelerator)
     else:
@@ -43,3 +47,24 @@ def profile_here(model, accelerator=None, threads=1, runs=50, min_secs=1.0, veri
             r.delegated = None if taken is None or r.index is None else r.index in taken
     prof.model = os.fspath(model)
     return finish(prof)
+
+
+def profile_record(model, record, verify=True):
+    """The profile of ``model`` from a phone's BenchResult (a dict) taken with op_profile."""
+    from device_bench.errors import EdgekitError
+    from edgekit.profiling.phone import phone_profile
+    if record.get("error"):
+        raise EdgekitError(f"{model}: {record['error']}")
+    if not record.get("op_profile"):
+        raise EdgekitError(f"{model}: benchmark_model printed no operator table on {record.get('target')}")
+    path, graph = model_graph(model, verify)
+    prof = phone_profile(path, graph, graph_rows(graph), record["op_profile"], record)
+    prof.model = os.fspath(model)
+    return finish(prof)
+
+
+def same_graph(model, other, verify=True):
+    """Refuse, before any profiling, to compare ``model`` with a build of another graph (one line saying where)."""
+    rows = [Profile(model=os.fspath(m), source="", label="", rows=graph_rows(model_graph(m, verify)[1]))
+            for m in (model, other)]
+    compare(*rows)

@@ -42,6 +42,7 @@ class Profile:
     delegated_label: str = "delegated"  # what "delegated" means for this source
     settings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    compared: Optional["Profile"] = None  # a second build of the same graph (--compare)
 
     @property
     def op_ms(self):
@@ -54,7 +55,8 @@ class Profile:
                 "settings": self.settings, "delegated_means": self.delegated_label, "op_ms": self.op_ms,
                 "end_to_end_ms": self.end_to_end_ms,
                 "op_sum_over_end_to_end": self.op_ms / self.end_to_end_ms if self.end_to_end_ms else None,
-                "notes": self.notes, "rows": [asdict(r) for r in self.rows]}
+                "notes": self.notes, "rows": [asdict(r) for r in self.rows],
+                **({"compare": compare(self, self.compared)} if self.compared else {})}
 
 
 def layer_names(tensor_name):
