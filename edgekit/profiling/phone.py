@@ -1,8 +1,8 @@
 """Per-operator times on a phone or board, from LiteRT's benchmark_model --enable_op_profiling (the op_profile
 of a BenchResult, parsed by device_bench.benchmark_model_parse).
 
-Its run-order rows name a node ``[output tensors]:N``: a row whose node N is an operator of that type in the
-graph is that operator's time. A delegate's row (TfLiteXNNPackDelegate, TfLiteNnapiDelegate, XNNPACK's own
+Its run-order rows name a node ``[output tensors]:N``: a row whose node N is an operator of that type with
+those output tensors is that operator's time. A delegate's row (TfLiteXNNPackDelegate, TfLiteNnapiDelegate, XNNPACK's own
 ``Delegate/...`` rows) covers a partition, whose operators it does not split: it is a row of its own, and the
 operators no row names are marked as run inside a delegate."""
 
@@ -23,11 +23,12 @@ def phone_profile(path, graph, rows, op_rows, record):
     """Fill ``rows`` from benchmark_model's ``op_rows`` (dicts: node_type, avg_ms, share, name); rows of their own
     for delegate partitions and for rows that match no operator of the graph."""
     by_index = {r.index: r for r in rows}
+    names = {op.index: ", ".join(graph.tensors[i]["name"] for i in op.outputs) for op in graph.ops}
     extra, unmatched = [], 0
     for o in op_rows:
         m = _NAME.match(o["name"] or "")
         index = int(m.group(2)) if m else None
-        if index in by_index and by_index[index].op == o["node_type"]:
+        if index in by_index and by_index[index].op == o["node_type"] and m.group(1) == names[index]:
             by_index[index].ms += o["avg_ms"]
             by_index[index].delegated = False
             continue
