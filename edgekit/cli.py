@@ -186,17 +186,28 @@ def convert(source, **options):
 @quantize_options
 @click.option("--report", "--layer-report", "layer_report", is_flag=True,
               help="Per-layer error against the float model: table, CSV, Model Explorer JSON, plot.")
-def quantize(model, **options):
+@click.option("--profile", "with_profile", is_flag=True,
+              help="With --report: add each layer's time (`edgekit profile` here, OpenVINO's kernels) to its table.")
+def quantize(model, with_profile, **options):
     """Quantize MODEL (a float .tflite, or a bundle holding one) with the LiteRT quantizer, without TensorFlow."""
     from edgekit import api
-    _make_bundles(api.quantize, model, **options)
+    if with_profile and not options["layer_report"]:
+        raise click.UsageError("--profile adds a time column to --report's table: give --report too")
+    _make_bundles(api.quantize, model, with_profile=with_profile, **options)
 
 
-def _make_bundles(function, source, precisions, outdir, as_json, mean, std, **options):
+def _make_bundles(function, source, precisions, outdir, as_json, mean, std, with_profile=False, **options):
     """Call convert or quantize with the parsed options, then print what it made."""
     from device_bench.images import parse_floats
     result = function(source, precisions, outdir, mean=parse_floats(mean, "mean"), std=parse_floats(std, "std"),
                       progress=progress, **options)
+    if with_profile:
+        from edgekit import api
+        from edgekit.profiling import add_times
+        for b in result.bundles:
+            if b.layer_report and not b.error:
+                progress(f"{b.path}: profiling each op (OpenVINO's kernels, not LiteRT's)")
+                add_times(b.layer_report["worst"], api.profile(b.path))
     _print_bundles(result, as_json)
 
 

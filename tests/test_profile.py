@@ -135,3 +135,17 @@ def test_profile_on_a_phone(invoke, phone, int8, monkeypatch):  # noqa: F811
     assert sum(x["index"] is None for x in p["rows"]) == 31  # the transcript's rows, matched to no op of this graph
     assert p["notes"] and "name no operator of" in p["notes"][0]
     assert sum(x["time_share"] for x in p["rows"]) == pytest.approx(1.0)
+
+
+def test_quantize_report_gains_a_time_column(invoke, tiny_bundles, tmp_path):
+    fp32 = tiny_bundles[("mobilenet_v2", "fp32")]
+    r = invoke("quantize", fp32, "-p", "int8", "--report", "--profile", "-o", tmp_path, "--json")
+    assert r.exit_code == 0, r.output
+    [b] = json.loads(r.stdout)["bundles"]
+    worst = b["layer_report"]["worst"]
+    assert worst and all("ms" in row and "time_share" in row for row in worst)
+    assert any(row["ms"] for row in worst)  # joined by tensor name: the layers' ops were found in the profile
+    table = invoke("quantize", fp32, "-p", "int8", "--report", "--profile", "-o", tmp_path, "--force")
+    assert table.exit_code == 0 and "ms" in table.output.split("worst layers")[1].splitlines()[1]
+    alone = invoke("quantize", fp32, "-p", "int8", "--profile", "-o", tmp_path, "--force")
+    assert alone.exit_code == 2 and "--profile adds a time column to --report's table" in alone.output

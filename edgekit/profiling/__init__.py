@@ -10,7 +10,7 @@ from converters.tflite_graph import read_graph
 from device_bench.manifest import read_bundle
 from edgekit.profiling.table import Profile, compare, finish, graph_rows
 
-__all__ = ["Profile", "compare", "model_graph", "profile_here", "profile_record", "same_graph", "xnnpack_ops"]
+__all__ = ["Profile", "compare", "model_graph", "profile_here", "profile_record", "same_graph", "xnnpack_ops", "add_times"]
 
 
 def model_graph(model, verify=True):
@@ -68,3 +68,15 @@ def same_graph(model, other, verify=True):
     rows = [Profile(model=os.fspath(m), source="", label="", rows=graph_rows(model_graph(m, verify)[1]))
             for m in (model, other)]
     compare(*rows)
+
+
+def add_times(layer_rows, prof):
+    """Join a per-layer error table (rows keyed by output ``tensor`` name) with a profile of the same build:
+    each row gains ``ms`` and ``time_share`` of the operator writing that tensor (None where none does)."""
+    path, graph = model_graph(prof.model, verify=False)
+    op_of = {graph.tensors[o]["name"]: op.index for op in graph.ops for o in op.outputs}
+    by_index = {r.index: r for r in prof.rows if r.index is not None}
+    for row in layer_rows:
+        r = by_index.get(op_of.get(row["tensor"]))
+        row["ms"], row["time_share"] = (r.ms, r.time_share) if r else (None, None)
+    return layer_rows

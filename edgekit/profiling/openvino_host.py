@@ -13,11 +13,14 @@ reorders) are rows of their own. The times are OpenVINO's CPU kernels, not LiteR
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections import defaultdict
 
 import numpy as np
 
+from converters.tflite_rewrite import normalised_op_codes
 from device_bench.errors import EdgekitError
 from edgekit.profiling.table import Profile, ProfileRow
 
@@ -194,11 +197,20 @@ def host_profile(path, graph, rows, threads=1, runs=50, min_secs=1.0):
     """OpenVINO's per-operator profile of the .tflite at ``path``: its rows filled in, plus its end-to-end p50."""
     ov = openvino_module()
     core = ov.Core()
+    with open(path, "rb") as f:
+        data = f.read()
+    fixed = normalised_op_codes(data)
     try:
-        model = core.read_model(path)
+        with tempfile.TemporaryDirectory(prefix="edgekit-profile-") as tmp:
+            if fixed != data:  # OpenVINO reads deprecated_builtin_code, which the LiteRT quantizer leaves 0
+                path_read = os.path.join(tmp, "model.tflite")
+                with open(path_read, "wb") as f:
+                    f.write(fixed)
+            model = core.read_model(path_read if fixed != data else path)
         compiled = core.compile_model(model, "CPU", {"PERF_COUNT": True, "INFERENCE_NUM_THREADS": int(threads)})
     except RuntimeError as e:
-        raise EdgekitError(f"{path}: OpenVINO cannot read it: {str(e).strip().splitlines()[0][:200]}") from None
+        lines = [l for l in str(e).splitlines() if l.strip() and not l.startswith(("Exception from", "Check "))]
+        raise EdgekitError(f"{path}: OpenVINO cannot read it: {(lines or ['?'])[-1].strip()[:200]}") from None
     times, p50, count = _measure(compiled, model, runs, min_secs)
     extra = attribute(rows, times, _fused(compiled), _tie(model, graph))
     return Profile(model=path, source="openvino", rows=rows + extra, end_to_end_ms=p50,
