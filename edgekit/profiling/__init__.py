@@ -8,7 +8,7 @@ import os
 
 from converters.tflite_graph import read_graph
 from device_bench.manifest import read_bundle
-from edgekit.profiling.table import Profile, compare, finish, graph_rows
+from edgekit.profiling.table import Profile, compare, finish, graph_rows, pair_ops
 
 __all__ = ["Profile", "compare", "model_graph", "profile_here", "profile_record", "same_graph", "xnnpack_ops", "add_times"]
 
@@ -67,7 +67,7 @@ def same_graph(model, other, verify=True):
     """Refuse, before any profiling, to compare ``model`` with a build of another graph (one line saying where)."""
     rows = [Profile(model=os.fspath(m), source="", label="", rows=graph_rows(model_graph(m, verify)[1]))
             for m in (model, other)]
-    compare(*rows)
+    pair_ops(*rows)
 
 
 def add_times(layer_rows, prof):

@@ -98,33 +98,52 @@ def finish(profile):
 
 
 def op_list(profile):
-    """(index, op type) of the graph's operators in a profile, in graph order."""
-    return sorted((r.index, r.op) for r in profile.rows if r.index is not None)
+    """(op type, layer) of the graph's operators in a profile, in graph order (index, key)."""
+    return [(r.index, (r.op, r.layer)) for r in sorted((r for r in profile.rows if r.index is not None),
+                                                      key=lambda r: r.index)]
+
+
+SAME_GRAPH = 0.8  # share of the larger graph's ops that must pair up for two builds to count as one graph
+
+
+def pair_ops(a, b):
+    """Pair the operators of two builds of one graph (op type and layer, in order): {index in a: index in b}.
+    Ops one build has and the other lacks (a folded normalization, int8's QUANTIZE edges) stay unpaired.
+    EdgekitError when too few pair up: another graph, with the first differences named."""
+    import difflib
+    ops_a, ops_b = op_list(a), op_list(b)
+    match = difflib.SequenceMatcher(None, [k for _, k in ops_a], [k for _, k in ops_b], autojunk=False)
+    pairs = {ops_a[x + k][0]: ops_b[y + k][0] for x, y, n in match.get_matching_blocks() for k in range(n)}
+    if len(pairs) < SAME_GRAPH * max(len(ops_a), len(ops_b), 1):
+        diff = [f"#{i1}: {', '.join(k[0] for _, k in ops_a[i1:i2][:2]) or 'none'} vs "
+                f"{', '.join(k[0] for _, k in ops_b[j1:j2][:2]) or 'none'}"
+                for tag, i1, i2, j1, j2 in match.get_opcodes() if tag != "equal"][:3]
+        raise EdgekitError(f"{b.model}: another graph than {a.model} (only {len(pairs)} of {len(ops_b)} ops pair "
+                           f"with its {len(ops_a)} by type and layer); they differ at op {'; '.join(diff)}")
+    return pairs
 
 
 def compare(a, b):
-    """Two profiles of the same graph side by side, op by op, in a's order (worst first). EdgekitError when the
-    graphs differ, naming the first operators that do."""
-    ops_a, ops_b = op_list(a), op_list(b)
-    if ops_a != ops_b:
-        diff = [f"#{i}: {x[1] if x else 'none'} vs {y[1] if y else 'none'}" for i, (x, y) in
-                enumerate(_zip_longest(ops_a, ops_b)) if x != y][:3]
-        raise EdgekitError(f"{b.model}: another graph than {a.model} ({len(ops_b)} ops against {len(ops_a)}); "
-                           f"they differ at op {', '.join(diff)}")
+    """Two profiles of builds of one graph side by side, op by op, in a's order (worst first), then the ops only
+    b has. EdgekitError when the graphs differ (pair_ops)."""
+    pairs = pair_ops(a, b)
     by_index = {r.index: r for r in b.rows if r.index is not None}
     rows = []
     for r in a.rows:
-        other = by_index.get(r.index) if r.index is not None else \
+        other = by_index.get(pairs.get(r.index)) if r.index is not None else \
             next((o for o in b.rows if o.index is None and o.op == r.op), None)
-        rows.append({"index": r.index, "op": r.op, "layer": r.layer, "macs": r.macs, "ms_a": r.ms,
-                     "time_share_a": r.time_share, "ms_b": other.ms if other else None,
-                     "time_share_b": other.time_share if other else None,
-                     "ratio": other.ms / r.ms if other and r.ms else None})
+        rows.append(_side_by_side(r, other))
+    paired = set(pairs.values())
+    rows += [_side_by_side(None, o) for o in b.rows if o.index is not None and o.index not in paired]
     return {"a": a.model, "b": b.model, "source": a.source, "label": a.label, "op_ms_a": a.op_ms,
             "op_ms_b": b.op_ms, "end_to_end_ms_a": a.end_to_end_ms, "end_to_end_ms_b": b.end_to_end_ms,
             "rows": rows}
 
 
-def _zip_longest(x, y):
-    n = max(len(x), len(y))
-    return [(x[i] if i < len(x) else None, y[i] if i < len(y) else None) for i in range(n)]
+def _side_by_side(r, other):
+    one = r or other
+    return {"index_a": r.index if r else None, "index_b": other.index if other else None, "op": one.op,
+            "layer": one.layer, "macs": one.macs, "ms_a": r.ms if r else None,
+            "time_share_a": r.time_share if r else None, "ms_b": other.ms if other else None,
+            "time_share_b": other.time_share if other else None,
+            "ratio": other.ms / r.ms if r and other and r.ms else None}

@@ -31,10 +31,10 @@ def render_profile(p):
 
 def render_comparison(c):
     """Two builds side by side, in the first one's order (worst first)."""
-    columns = [("#", "index"), ("op", "op"), ("layer", "layer"), ("MACs", "macs"), ("ms A", _ms("ms_a")),
+    columns = [("# A", "index_a"), ("# B", "index_b"), ("op", "op"), ("layer", "layer"), ("MACs", "macs"), ("ms A", _ms("ms_a")),
                ("time % A", _pct("time_share_a")), ("ms B", _ms("ms_b")), ("time % B", _pct("time_share_b")),
                ("B / A", lambda r: None if r["ratio"] is None else f"{r['ratio']:.2f}")]
-    head = [c["label"], f"A: {c['a']}", f"B: {c['b']}"]
+    head = [c["label"], f"A: {c['a']}", f"B: {c['b']}  (ops paired by type and layer; '-': not in that build)"]
     tail = f"op times sum: A {c['op_ms_a']:.3f} ms, B {c['op_ms_b']:.3f} ms"
     if c.get("end_to_end_ms_a") and c.get("end_to_end_ms_b"):
         tail += f"; end to end: A {c['end_to_end_ms_a']:.3f} ms, B {c['end_to_end_ms_b']:.3f} ms"
