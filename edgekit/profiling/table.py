@@ -80,9 +80,11 @@ def _main_layer(tensor_name):
 
 def graph_rows(graph):
     """One row per operator of ``graph`` (a converters.tflite_graph.Graph), in execution order, time 0.
-    Keras 3's export appends '_1' to every layer's name: dropped when every layer name has it."""
+    Keras 3's export appends '_1' to every layer's name: dropped when every operator reading an activation has it."""
     layers = [_main_layer(graph.tensors[op.outputs[0]]["name"]) if op.outputs else None for op in graph.ops]
-    if layers and all(n is None or n.endswith("_1") for n in layers) and any(layers):
+    live = [n for op, n in zip(graph.ops, layers)  # not the DEQUANTIZE ops of float16 weights
+            if n and any(i >= 0 and not graph.tensors[i]["constant"] for i in op.inputs)]
+    if live and all(n.endswith("_1") for n in live):
         layers = [n[:-2] if n else n for n in layers]
     return [ProfileRow(op.index, op.type, layer, op.macs, 0.0) for op, layer in zip(graph.ops, layers)]
 
@@ -103,7 +105,7 @@ def op_list(profile):
                                                       key=lambda r: r.index)]
 
 
-SAME_GRAPH = 0.8  # share of the larger graph's ops that must pair up for two builds to count as one graph
+SAME_GRAPH = 0.8  # share of the smaller graph's ops that must pair up for two builds to count as one graph
 
 
 def pair_ops(a, b):
@@ -114,7 +116,7 @@ def pair_ops(a, b):
     ops_a, ops_b = op_list(a), op_list(b)
     match = difflib.SequenceMatcher(None, [k for _, k in ops_a], [k for _, k in ops_b], autojunk=False)
     pairs = {ops_a[x + k][0]: ops_b[y + k][0] for x, y, n in match.get_matching_blocks() for k in range(n)}
-    if len(pairs) < SAME_GRAPH * max(len(ops_a), len(ops_b), 1):
+    if len(pairs) < SAME_GRAPH * max(min(len(ops_a), len(ops_b)), 1):  # fp16 adds DEQUANTIZE ops
         diff = [f"#{i1}: {', '.join(k[0] for _, k in ops_a[i1:i2][:2]) or 'none'} vs "
                 f"{', '.join(k[0] for _, k in ops_b[j1:j2][:2]) or 'none'}"
                 for tag, i1, i2, j1, j2 in match.get_opcodes() if tag != "equal"][:3]
