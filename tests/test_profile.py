@@ -167,7 +167,7 @@ def test_quantize_report_gains_a_time_column(invoke, tiny_bundles, tmp_path):
     worst = b["layer_report"]["worst"]
     assert worst and all("ms" in row and "time_share" in row for row in worst)
     assert any(row["ms"] for row in worst)  # joined by tensor name: the layers' ops were found in the profile
-    table = invoke("quantize", fp32, "-p", "int8", "--report", "--profile", "-o", tmp_path, "--force")
-    assert table.exit_code == 0 and "ms" in table.output.split("worst layers")[1].splitlines()[1]
+    from converters.layer_errors import table  # what the CLI prints of those rows, without quantizing again
+    assert table(worst).splitlines()[0].split()[4:6] == ["ms", "time"]
     alone = invoke("quantize", fp32, "-p", "int8", "--profile", "-o", tmp_path, "--force")
     assert alone.exit_code == 2 and "--profile adds a time column to --report's table" in alone.output
