@@ -151,8 +151,11 @@ def table(rows, top=10):
     from device_bench.views import format_table
     pct = lambda key: lambda r: f"{r[key]:.1%}"  # noqa: E731
     db = lambda key: lambda r: "float" if r[key] is None else f"{r[key]:.1f}"  # noqa: E731
+    timed = [("ms", lambda r: r["ms"] and f"{r['ms']:.3f}"), ("time", lambda r: r["time_share"] and
+                                                                f"{r['time_share']:.1%}")] \
+        if any("ms" in r for r in rows) else []  # joined from `edgekit profile` (quantize --report --profile)
     return format_table(rows[:top], [("#", "rank"), ("layer", lambda r: r["layer"][-48:]), ("op", "op"),
-                                     ("MACs", pct("macs_share")), ("quant SNR dB", db("quant_snr_db")),
+                                     ("MACs", pct("macs_share")), *timed, ("quant SNR dB", db("quant_snr_db")),
                                      ("SNR dB", db("snr_db")), ("cosine", lambda r: f"{r['cosine']:.4f}"),
                                      ("MSE", lambda r: f"{r['mse']:.3g}")])
 

@@ -28,12 +28,31 @@ def float32_model(data):
     if not weights and all(c.BuiltinCode() == builtin_code(c) for c in codes):
         return bytes(data)
     model = fbu.convert_bytearray_to_object(bytearray(data))
-    for code in model.operatorCodes:
-        code.builtinCode = max(code.builtinCode, code.deprecatedBuiltinCode)
-        code.deprecatedBuiltinCode = min(code.builtinCode, PLACEHOLDER_FOR_GREATER_OP_CODES)
+    _normalise_codes(model)
     if weights:
         _dequantize_weights(model, model.subgraphs[0], weights)
         _drop_unused_tensors(model, 0, model.subgraphs[0])
+    return bytes(fbu.convert_object_to_bytearray(model))
+
+
+def _normalise_codes(model):
+    for code in model.operatorCodes:
+        code.builtinCode = max(code.builtinCode, code.deprecatedBuiltinCode)
+        code.deprecatedBuiltinCode = min(code.builtinCode, PLACEHOLDER_FOR_GREATER_OP_CODES)
+
+
+def normalised_op_codes(data):
+    """``data`` with each operator code in both fields, as TFLite reads it (the same bytes when it already is).
+    The LiteRT quantizer writes QUANTIZE with deprecated_builtin_code 0 (ADD), which other readers (OpenVINO's
+    TFLite frontend) take for an ADD."""
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+    table = tflite_schema().Model.GetRootAs(data, 0)
+    codes = [table.OperatorCodes(i) for i in range(table.OperatorCodesLength())]
+    if all(c.BuiltinCode() == builtin_code(c) and c.DeprecatedBuiltinCode() == min(
+            c.BuiltinCode(), PLACEHOLDER_FOR_GREATER_OP_CODES) for c in codes):
+        return bytes(data)
+    model = fbu.convert_bytearray_to_object(bytearray(data))
+    _normalise_codes(model)
     return bytes(fbu.convert_object_to_bytearray(model))
 
 

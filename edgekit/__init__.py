@@ -12,14 +12,14 @@ from device_bench import __version__
 from device_bench.errors import EdgekitError, WeightsUnavailable
 
 _FACADE = ("build", "benchmark", "classify", "compress", "convert", "demo", "deploy", "evaluate", "inspect", "models",
-           "pack_runner", "quantize", "recommend", "report", "run", "train")
+           "pack_runner", "profile", "quantize", "recommend", "report", "run", "train")
 _API = {
     **{name: "edgekit.api" for name in _FACADE},
     "TrainResult": "edgekit.training.fit", "CompressResult": "edgekit.training.compress",
     "Recommendations": "device_bench.records", "Recommendation": "device_bench.records",
     "Study": "edgekit.study.config", "StudyResult": "edgekit.study.run", "BenchParams": "device_bench.options",
     "Bundle": "device_bench.records", "ConvertResult": "device_bench.records", "BenchResult": "device_bench.records",
-    "BenchResults": "device_bench.records", "Predictions": "device_bench.records",
+    "BenchResults": "device_bench.records", "Predictions": "device_bench.records", "Profile": "edgekit.profiling.table",
     "ImagePrediction": "device_bench.records", "EvalResult": "device_bench.records",
 }
 

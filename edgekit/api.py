@@ -27,12 +27,13 @@ from edgekit.conversion import PathLike, convert, quantize
 from edgekit.study.recommend import recommend
 from edgekit.study.run import StudyResult, run_study
 
-if TYPE_CHECKING:  # Keras-side records: imported for the annotations only, so `import edgekit.api` stays light
+if TYPE_CHECKING:  # Keras-side records and the profile: imported for the annotations only, so `import edgekit.api` stays light
+    from edgekit.profiling.table import Profile
     from edgekit.training.compress import CompressResult
     from edgekit.training.fit import TrainResult
 
 __all__ = ["build", "benchmark", "classify", "compress", "convert", "demo", "deploy", "evaluate", "inspect", "models",
-           "pack_runner", "quantize", "recommend", "report", "run", "train"]
+           "pack_runner", "profile", "quantize", "recommend", "report", "run", "train"]
 
 Progress = Optional[Callable[[str], None]]
 
@@ -96,6 +97,34 @@ def benchmark(models: Union[PathLike, Sequence[PathLike]], threads: Sequence[int
     rows = bench_on_targets(targets, device.as_paths(models), params, sweep, install_runtime,
                             progress or (lambda m: None))
     return BenchResults(items=[BenchResult.from_dict({"model": None, **r}) for r in rows])
+
+
+def profile(model: PathLike, *, accelerator: Optional[str] = None, threads: int = 1, runs: int = 50,
+            min_secs: float = 1.0, verify: bool = True, compare: Optional[PathLike] = None,
+            target: Optional[str] = None, adb: Optional[PathLike] = None,
+            benchmark_binary: Optional[PathLike] = None, progress: Progress = None) -> Profile:
+    """Where the time goes in a bundle or .tflite, one row per operator, worst first (`edgekit profile`): here
+    from OpenVINO's per-node counters (its kernels, not LiteRT's), on an Ethos-U ``accelerator`` (ethos-u55-128...)
+    from Vela's estimate, on a phone (``target="adb"``) from benchmark_model's op profiler. ``compare``: a second
+    build of the same graph, profiled alike; its Profile is ``.compared``, matched op by op in ``to_dict()``."""
+    from edgekit.profiling import compare as check_same, profile_here, profile_record, same_graph
+
+    def one(path: PathLike) -> Profile:
+        if not target:
+            return profile_here(path, accelerator, threads, runs, min_secs, verify)
+        params = BenchParams(op_profile=True, num_runs=runs, min_secs=min_secs, verify=verify)
+        [row] = benchmark([path], [threads], params=params, target=target, adb=adb, accelerator=accelerator,
+                          benchmark_binary=benchmark_binary, repeat=1, progress=progress).items
+        return profile_record(path, row.to_dict(), verify)
+
+    if compare is not None:
+        same_graph(model, compare, verify)
+    first = one(model)
+    if compare is not None:
+        second = one(compare)
+        check_same(first, second)
+        first.compared = second
+    return first
 
 
 def classify(model: PathLike, images: Union[PathLike, Sequence[PathLike]], top_k: Optional[int] = None, *,

@@ -186,17 +186,28 @@ def convert(source, **options):
 @quantize_options
 @click.option("--report", "--layer-report", "layer_report", is_flag=True,
               help="Per-layer error against the float model: table, CSV, Model Explorer JSON, plot.")
-def quantize(model, **options):
+@click.option("--profile", "with_profile", is_flag=True,
+              help="With --report: add each layer's time (`edgekit profile` here, OpenVINO's kernels) to its table.")
+def quantize(model, with_profile, **options):
     """Quantize MODEL (a float .tflite, or a bundle holding one) with the LiteRT quantizer, without TensorFlow."""
     from edgekit import api
-    _make_bundles(api.quantize, model, **options)
+    if with_profile and not options["layer_report"]:
+        raise click.UsageError("--profile adds a time column to --report's table: give --report too")
+    _make_bundles(api.quantize, model, with_profile=with_profile, **options)
 
 
-def _make_bundles(function, source, precisions, outdir, as_json, mean, std, **options):
+def _make_bundles(function, source, precisions, outdir, as_json, mean, std, with_profile=False, **options):
     """Call convert or quantize with the parsed options, then print what it made."""
     from device_bench.images import parse_floats
     result = function(source, precisions, outdir, mean=parse_floats(mean, "mean"), std=parse_floats(std, "std"),
                       progress=progress, **options)
+    if with_profile:
+        from edgekit import api
+        from edgekit.profiling import add_times
+        for b in result.bundles:
+            if b.layer_report and not b.error:
+                progress(f"{b.path}: profiling each op (OpenVINO's kernels, not LiteRT's)")
+                add_times(b.layer_report["worst"], api.profile(b.path))
     _print_bundles(result, as_json)
 
 
@@ -550,6 +561,39 @@ def inspect(model, as_json, **options):
     from edgekit import api
     result = api.inspect(model, **options)
     click.echo(json.dumps(result, indent=2) if as_json else render_inspection(result))
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--accelerator", help="ethos-u55-128 (or another Ethos-U configuration Vela knows): Vela's estimate; "
+                                    "with --target adb: cpu, gpu, npu or nnapi.")
+@click.option("--threads", default=1, show_default=True, help="Threads (OpenVINO here, benchmark_model on a phone).")
+@click.option("--runs", default=50, show_default=True, help="At least this many timed runs.")
+@click.option("--min-secs", default=1.0, show_default=True, help="And at least this many seconds.")
+@click.option("--compare", type=click.Path(), help="A second build of the same graph: both side by side, op by op.")
+@click.option("--target", help="adb or adb://SERIAL: profile on an Android phone with benchmark_model.")
+@click.option("--no-verify", "verify", is_flag=True, flag_value=False, default=True,
+              help="Skip checking a bundle's model.tflite against its manifest.")
+@click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write the rows as CSV.")
+@click.option("--force", is_flag=True, help="Replace an existing CSV file.")
+@click.option("--benchmark-binary", type=click.Path(dir_okay=False),
+              help="Phone: LiteRT's benchmark_model for its ABI, pushed for the run.")
+@click.option("--adb", "adb_path", type=click.Path(dir_okay=False), help="The adb command (default: on PATH).")
+def profile(model, as_json, csv_path, force, adb_path, **options):
+    """Where the time goes in MODEL (a bundle or .tflite): one row per op of its graph, worst first, with the
+    Keras layer, multiply-adds, time and their shares. Here: OpenVINO's kernels (not LiteRT's); --accelerator
+    ethos-u55-128: Vela's estimate; --target adb: LiteRT's benchmark_model on the phone."""
+    from device_bench.safe_write import refuse_existing
+    from device_bench.views import write_csv
+    from edgekit import api
+    from edgekit.profiling.views import csv_rows, render_profile
+    if csv_path:
+        refuse_existing(csv_path, force)
+    result = api.profile(model, adb=adb_path, progress=None if as_json else progress, **options).to_dict()
+    if csv_path:
+        write_csv(csv_path, csv_rows(result), force)
+    click.echo(json.dumps(result, indent=2) if as_json else render_profile(result))
 
 
 @cli.command()
