@@ -102,6 +102,7 @@ def load_results(paths):
             data = json.loads(read_regular(path, 256 << 20, "results file"))
         except (ValueError, RecursionError) as e:
             raise EdgekitError(f"{path}: cannot read results ({str(e)[:200]})") from None
+        _check_schema(path, data)
         if isinstance(data, list) and data and all(isinstance(r, dict) and "model" in r for r in data):
             found = runs_from_bench(data)
             if not found:
@@ -124,6 +125,16 @@ def load_results(paths):
                 raise EdgekitError(f"{path}: a malformed row ({type(e).__name__}: {str(e)[:100]})") from None
         runs += found
     return runs
+
+
+def _check_schema(path, data):
+    """Results written by another schema version are refused by name, not misread."""
+    from device_bench.records import SCHEMA
+    inner = data.get("runs") if isinstance(data, dict) else data
+    found = [data] + (inner if isinstance(inner, list) else [])
+    other = next((d["schema"] for d in found if isinstance(d, dict) and d.get("schema", SCHEMA) != SCHEMA), None)
+    if other is not None:
+        raise EdgekitError(f"{path}: results of schema version {other!r}; this edgekit reads schema {SCHEMA}")
 
 
 RUNTIME_FLAGS = (("--runtime", "name", None), ("--api", "api", None), ("--accelerator", "accelerator", "cpu"))
