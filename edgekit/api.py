@@ -195,7 +195,7 @@ def compress(model: PathLike, dataset: PathLike, output: PathLike, methods: Sequ
 def run(study: Any, outdir: Optional[PathLike] = None, *, force: bool = False,
         progress: Callable[[str], None] = print) -> StudyResult:
     """Run a study (a TOML path, a config dict or a Study): convert, benchmark, classify, evaluate, then write
-    report.md, results.json/csv and the chart in ``outdir``. Returns a StudyResult."""
+    report.md, report.html, results.json/csv and the chart in ``outdir``. Returns a StudyResult."""
     return run_study(study, outdir, force=force, progress=progress)
 
 
@@ -208,7 +208,7 @@ def demo(outdir: PathLike = "demo-out", *, force: bool = False,
 
 def report(results: Sequence[PathLike], outdir: PathLike, *, force: bool = False,
            progress: Callable[[str], None] = print) -> list[dict]:
-    """Rebuild report.md, results.csv and the chart from saved results files (several devices side by side);
+    """Rebuild report.md, report.html, results.csv and the chart from saved results files (several devices);
     returns the flat rows. A report already in ``outdir`` is replaced only with ``force``."""
     from device_bench.safe_write import refuse_existing
     from edgekit.study.report import write_report

@@ -67,6 +67,7 @@ def test_small_config_runs_end_to_end(small_run):
     assert "Random weights" in md and "edgekit convert squeezenet1_1" in md
     assert "3 fresh process(es)" in md and "Cooldown: not used" in md and "litert " in table and "interpreter/cpu" in table
     assert "Recommendation for this machine" in result.output and "CANNOT DECIDE: no accuracy" in result.output
+    assert f"{out / 'report.html'} (open it in a browser)" in result.output
     assert all(b["repeat"] == 3 and len(b["processes"]) == 3 for r in results["rows"][:4] for b in r["bench"])
     with open(out / "results.csv") as f:
         csv_rows = list(csv.DictReader(f))

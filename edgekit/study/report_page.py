@@ -202,8 +202,9 @@ def layer_blocks(runs):
     out = []
     for run in runs:
         for r in run["rows"]:
-            path = os.path.join(str(r.get("bundle") or ""), LAYER_REPORT)
-            if not r.get("bundle") or not os.path.isfile(path):
+            folder = str(r.get("bundle") or "")
+            path = os.path.join(os.path.dirname(folder) if os.path.isfile(folder) else folder, LAYER_REPORT)
+            if not folder or not os.path.isfile(path):
                 continue
             try:
                 with open(path, newline="") as f:
