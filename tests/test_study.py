@@ -169,6 +169,8 @@ def check_report_html(out, tmp_path, accuracy):
         label = "recommended" if all(r.decided for r in recommend(out / "results.json") if r.winner) \
             else "fastest measured"
         assert page.locator("div.chart svg text", has_text=label).count() >= len(winners)
+        page.locator(f"div.chart svg g.{charts[0]}_marks > path").first.hover(force=True)
+        assert "process medians" in page.locator("#vg-tooltip-element.visible").inner_text()  # the hover
         assert page.locator("table#results tbody tr").count() == len(csv_rows)
         page.click("table#results th:text-is('p50 ms')")
         first = page.eval_on_selector("table#results tbody tr", "tr => tr.innerText")

@@ -75,7 +75,7 @@ def chart_points(rows, choice):
                        "threads": r["threads"], "p50_ms": r["p50_ms"], "size_mb": r.get("size_mb"),
                        "top1": None if r.get("top1") is None else r["top1"] * 100,
                        "peak_rss_mb": r.get("peak_rss_mb"), "process_medians": spread,
-                       "mark": winners.get((r["model"], r["precision"], r["runtime"], r["threads"]))})
+                       "mark": winners.get((r["model"], r["precision"], r["runtime"], r["threads"]), "")})
     return points
 
 
