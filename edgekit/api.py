@@ -238,8 +238,8 @@ def run(study: Any, outdir: Optional[PathLike] = None, *, force: bool = False,
         history: Optional[PathLike] = None, label: Optional[str] = None,
         progress: Callable[[str], None] = print) -> StudyResult:
     """Run a study (a TOML path, a config dict or a Study): convert, benchmark, classify, evaluate, then write
-    report.md, results.json/csv and the chart in ``outdir``; ``history`` appends each measured configuration
-    there, tagged ``label``. Returns a StudyResult."""
+    report.md, report.html, results.json/csv and the chart in ``outdir``; ``history`` appends each measured
+    configuration there, tagged ``label``. Returns a StudyResult."""
     db = _open_history(history)
     result = run_study(study, outdir, force=force, progress=progress)
     if db:
@@ -256,7 +256,7 @@ def demo(outdir: PathLike = "demo-out", *, force: bool = False,
 
 def report(results: Sequence[PathLike], outdir: PathLike, *, force: bool = False,
            progress: Callable[[str], None] = print) -> list[dict]:
-    """Rebuild report.md, results.csv and the chart from saved results files (several devices side by side);
+    """Rebuild report.md, report.html, results.csv and the chart from saved results files (several devices);
     returns the flat rows. A report already in ``outdir`` is replaced only with ``force``."""
     from device_bench.safe_write import refuse_existing
     from edgekit.study.report import write_report

@@ -626,7 +626,9 @@ def _finish(result):
     from edgekit.study.recommend import render
     from edgekit.study.report import render_table
     click.echo(render_table(result.table))
-    click.echo(f"report: {os.path.join(result.meta['output'], 'report.md')}")
+    page = os.path.join(result.meta["output"], "report.html")
+    click.echo(f"report: {os.path.join(result.meta['output'], 'report.md')}"
+               + (f", {page} (open it in a browser)" if os.path.exists(page) else ""))
     if isinstance(result.recommendations, EdgekitError):  # nothing was measured: the rows above say why
         click.echo(f"\nNo recommendation: {result.recommendations}")
     else:
@@ -660,7 +662,8 @@ def recommend(results, max_latency_ms, max_top1_drop, max_memory_mb, device, as_
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="Replace a report already in OUTDIR.")
 def report(results, outdir, force):
-    """Rebuild report.md, results.csv and tradeoff.png from saved RESULTS.json files (several devices too)."""
+    """Rebuild report.md, report.html, results.csv and tradeoff.png from saved RESULTS.json files (several devices
+    too)."""
     from edgekit import api
     api.report(results, outdir, force=force, progress=progress)
 
