@@ -271,3 +271,36 @@ def test_mann_whitney_matches_scipy():
     a, b = rng.normal(0, 1, 40), rng.normal(0.5, 1, 45)
     assert mann_whitney_p(a, b) == pytest.approx(stats.mannwhitneyu(a, b, method="asymptotic").pvalue, rel=1e-6)
     assert smallest_p(3, 3) == pytest.approx(0.1) and smallest_p(5, 5) == pytest.approx(2 / 252)
+
+
+def _three_records(path):
+    from edgekit.study.history import History
+    db = History(path)
+    for label, p50s in (("a", [1.0, 1.1, 1.2]), ("b", [1.3, 1.2, 1.25]), ("c", [0.9, 1.0, 0.95])):
+        db.append([_run("m", p50s)], "bench", label)
+    db.close()
+
+
+def test_history_plot_refuses_to_replace_and_needs_a_history(invoke, tmp_path):
+    _three_records(tmp_path / "h.sqlite")
+    (tmp_path / "plot.html").write_text("mine")
+    one_line_error(invoke("history", "plot", "--history", tmp_path / "h.sqlite", "-o", tmp_path / "plot.html"),
+                   "already exists", "--force")
+    assert (tmp_path / "plot.html").read_text() == "mine"
+    one_line_error(invoke("history", "plot", "--history", tmp_path / "none.sqlite", "-o", tmp_path / "p2.html"),
+                   "no history there")
+
+
+@pytest.mark.slow  # vl-convert's JavaScript bundle takes seconds to make, and a browser to start
+def test_history_plot_is_one_offline_page_in_a_browser(invoke, tmp_path):
+    from browser import offline_page
+    _three_records(tmp_path / "h.sqlite")
+    out = tmp_path / "plot.html"
+    r = invoke("history", "plot", "--history", tmp_path / "h.sqlite", "-o", out)
+    assert r.exit_code == 0, r.output
+    page = out.read_text()
+    assert page.count("<tr><td data-sort=") == 3 and "<script src=" not in page
+    with offline_page(out) as (page, seen):
+        assert seen["requests"] == [] and seen["errors"] == []
+        assert page.evaluate("document.querySelectorAll('#records tbody tr').length") == 3
+        assert page.evaluate("document.querySelectorAll('div.chart svg g.mark-symbol.role-mark path').length") == 3

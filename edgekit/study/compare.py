@@ -71,17 +71,21 @@ class Comparison:
         return {"schema": 1, **asdict(self), "regressions": [c.configuration for c in self.regressions]}
 
 
+def configuration_name(row) -> str:
+    """device / model / precision / runtime / threads of a flat row (or a history record's columns)."""
+    return " / ".join(str(v) for v in (row["device"], row["model"], row["precision"], row["runtime"],
+                                       f"{row['threads']} threads" if row["threads"] else "accuracy"))
+
+
 def configurations(runs) -> dict:
     """Configuration name -> its figures (process medians, memory, top-1), from results runs."""
-    from edgekit.study.rows import table_rows
+    from edgekit.study.rows import bench_entries, table_rows
     found: dict = {}
     for run in runs:
-        entries = [(r, b) for r in run["rows"] for b in r.get("bench") or [None]]
-        for row, (_, b) in zip(table_rows(run), entries):
+        for row, (_, b) in zip(table_rows(run), bench_entries(run)):
             if row.get("error") or (row.get("p50_ms") is None and row.get("top1") is None):
                 continue
-            name = " / ".join(str(v) for v in (row["device"], row["model"], row["precision"], row["runtime"],
-                                               f"{row['threads']} threads" if row["threads"] else "accuracy"))
+            name = configuration_name(row)
             c = found.setdefault(name, {"p50s": [], "memory": [], "top1": []})
             procs = (b or {}).get("processes") or ([{"latency_ms": {"p50": row["p50_ms"]},
                                                      "peak_rss_mb": row.get("peak_rss_mb")}] if b else [])
