@@ -20,7 +20,11 @@ def plot_points(records):
 
 
 def history_chart(points):
-    import altair as alt
+    try:
+        import altair as alt
+    except ImportError as e:
+        raise EdgekitError(f"history plot needs altair and vl-convert-python ({e}); "
+                           "pip install 'edgekit-tflite[convert]'") from None
     base = alt.Chart(alt.Data(values=points)).encode(
         x=alt.X("time:T", title="time (UTC)"), y=alt.Y("p50_ms:Q", title="p50 latency (ms)"),
         color=alt.Color("configuration:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=600)))
