@@ -95,7 +95,8 @@ class History:
                                    f"(its tables: {', '.join(sorted(tables))[:120]}); left untouched")
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
         found = dict(self.db.execute("SELECT key, value FROM edgekit_history"))
         if found.get("format") != str(FORMAT):
