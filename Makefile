@@ -35,9 +35,15 @@ $(MP)/.installed:
 	-$(PYTHON) -m venv $(MP) && $(MP)/bin/python -m pip install -q -c constraints-mediapipe.txt \
 		mediapipe tflite-support pillow && touch $@
 
+# Debian's Chromium for the browser test of report.html (Playwright drives it; its own browser download is never
+# used). Best effort, needs root and apt: without it that test is skipped with the reason.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	-(apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1
+
 # The remote-device tests need an emulated aarch64 board: set up here (best effort, needs root),
 # torn down afterwards; without it those tests are skipped with the reason.
-test: $(STAMP) $(TFRT)/.installed $(MP)/.installed
+test: $(STAMP) $(TFRT)/.installed $(MP)/.installed $(CHROMIUM)
 	PYTHON=$(PY) sh tests/board/board.sh up .board; \
 	EDGEKIT_BOARD_DIR=$(CURDIR)/.board $(PY) -m pytest -q; status=$$?; \
 	sh tests/board/board.sh down .board; exit $$status

@@ -11,8 +11,9 @@ See edgekit.api for every function; results are typed records with ``to_dict()``
 from device_bench import __version__
 from device_bench.errors import EdgekitError, WeightsUnavailable
 
-_FACADE = ("build", "benchmark", "classify", "compress", "convert", "demo", "deploy", "evaluate", "inspect", "models",
-           "pack_runner", "profile", "quantize", "recommend", "report", "run", "train")
+_FACADE = ("build", "benchmark", "classify", "compare", "compress", "convert", "demo", "deploy", "evaluate",
+           "history_export", "history_plot", "history_records", "inspect", "models", "pack_runner", "profile",
+           "quantize", "recommend", "report", "run", "train")
 _API = {
     **{name: "edgekit.api" for name in _FACADE},
     "TrainResult": "edgekit.training.fit", "CompressResult": "edgekit.training.compress",
@@ -21,6 +22,7 @@ _API = {
     "Bundle": "device_bench.records", "ConvertResult": "device_bench.records", "BenchResult": "device_bench.records",
     "BenchResults": "device_bench.records", "Predictions": "device_bench.records", "Profile": "edgekit.profiling.table",
     "ImagePrediction": "device_bench.records", "EvalResult": "device_bench.records",
+    "Comparison": "edgekit.study.compare", "ConfigChange": "edgekit.study.compare",
 }
 
 __all__ = ["EdgekitError", "WeightsUnavailable", "__version__", *_API]

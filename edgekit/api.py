@@ -24,6 +24,7 @@ from device_bench.errors import EdgekitError
 from device_bench.options import DEFAULT_REPEAT, BenchParams
 from device_bench.records import BenchResult, BenchResults, EvalResult, ImagePrediction, Predictions
 from edgekit.conversion import PathLike, convert, quantize
+from edgekit.study.compare import Comparison
 from edgekit.study.recommend import recommend
 from edgekit.study.run import StudyResult, run_study
 
@@ -32,8 +33,9 @@ if TYPE_CHECKING:  # Keras-side records and the profile: imported for the annota
     from edgekit.training.compress import CompressResult
     from edgekit.training.fit import TrainResult
 
-__all__ = ["build", "benchmark", "classify", "compress", "convert", "demo", "deploy", "evaluate", "inspect", "models",
-           "pack_runner", "profile", "quantize", "recommend", "report", "run", "train"]
+__all__ = ["build", "benchmark", "classify", "compare", "compress", "convert", "demo", "deploy", "evaluate",
+           "history_export", "history_plot", "history_records", "inspect", "models", "pack_runner", "profile",
+           "quantize", "recommend", "report", "run", "train"]
 
 Progress = Optional[Callable[[str], None]]
 
@@ -66,6 +68,7 @@ def benchmark(models: Union[PathLike, Sequence[PathLike]], threads: Sequence[int
               ssh_config: Optional[PathLike] = None, install_runtime: bool = False,
               adb: Optional[PathLike] = None, benchmark_binary: Optional[PathLike] = None,
               max_temp: Optional[float] = None, cooldown_max: Optional[float] = None, cpu_mask: Optional[str] = None,
+              history: Optional[PathLike] = None, label: Optional[str] = None,
               progress: Progress = None) -> BenchResults:
     """Benchmark bundles or .tflite files here or on ``target`` (`edgekit bench`): every runtime asked for
     (``runtime="all"``: every one installed), each configuration in ``repeat`` fresh processes, interleaved.
@@ -73,8 +76,39 @@ def benchmark(models: Union[PathLike, Sequence[PathLike]], threads: Sequence[int
     The keywords set the BenchParams field of the same name; ``params`` gives the rest (warm-up, delegate,
     input, ...). On an Android phone (``target="adb"`` or ``"adb://SERIAL"``) LiteRT's ``benchmark_binary`` runs,
     through ``adb`` (default: the one on PATH), each process entered below ``max_temp`` °C (waiting at most
-    ``cooldown_max`` s; defaults: AdbSettings), pinned with taskset to ``cpu_mask`` if given. Returns BenchResults: one BenchResult per
-    model x runtime x thread count (x target), failures as error rows."""
+    ``cooldown_max`` s; defaults: AdbSettings), pinned with taskset to ``cpu_mask`` if given. With ``history`` (a
+    SQLite file), each measured configuration is appended there, tagged ``label``. Returns BenchResults: one
+    BenchResult per model x runtime x thread count (x target), failures as error rows."""
+    db = _open_history(history)
+    results = _benchmark(models, threads, runtime=runtime, api=api, accelerator=accelerator, num_runs=num_runs,
+                         min_secs=min_secs, verify=verify, max_memory_mb=max_memory_mb, params=params, repeat=repeat,
+                         cooldown=cooldown, target=target, ssh_config=ssh_config, install_runtime=install_runtime,
+                         adb=adb, benchmark_binary=benchmark_binary, max_temp=max_temp, cooldown_max=cooldown_max,
+                         cpu_mask=cpu_mask, progress=progress)
+    if db:
+        from edgekit.study.rows import runs_from_bench
+        _append(db, runs_from_bench([r.to_dict() for r in results]), "bench", label)
+    return results
+
+
+def _open_history(history):
+    """The history to append to, checked before any work (a folder, an unwritable path, a foreign database)."""
+    if history is None:
+        return None
+    from edgekit.study.history import History
+    return History(history)
+
+
+def _append(db, runs, kind, label):
+    try:
+        db.append(runs, kind, label)
+    finally:
+        db.close()
+
+
+def _benchmark(models, threads, *, runtime, api, accelerator, num_runs, min_secs, verify, max_memory_mb, params,
+               repeat, cooldown, target, ssh_config, install_runtime, adb, benchmark_binary, max_temp, cooldown_max,
+               cpu_mask, progress):
     named: dict[str, Any] = {k: v for k, v in dict(runtime=runtime, api=api, accelerator=accelerator, num_runs=num_runs,
                                    min_secs=min_secs, verify=verify, max_memory_mb=max_memory_mb).items()
              if v is not None}
@@ -159,18 +193,26 @@ def evaluate(model: PathLike, dataset: PathLike, compare: Optional[PathLike] = N
              api: Optional[str] = None, accelerator: str = "cpu", verify: bool = True,
              max_memory_mb: Optional[float] = None, target: Union[None, str, Sequence[str]] = None,
              ssh_config: Optional[PathLike] = None, install_runtime: bool = False,
+             history: Optional[PathLike] = None, label: Optional[str] = None,
              progress: Progress = None) -> list[EvalResult]:
     """Top-1/top-5 on class folders (or a CSV of path,label), in any runtime and API, here or on each
-    ``target``; ``compare`` adds top-1 agreement with a second bundle. One EvalResult per device."""
+    ``target``; ``compare`` adds top-1 agreement with a second bundle; ``history`` appends each device's top-1
+    there, tagged ``label``. One EvalResult per device."""
+    db = _open_history(history)
     opened = dict(runtime=runtime, api=api, accelerator=accelerator, verify=verify, max_memory_mb=max_memory_mb)
     targets = _targets(target, ssh_config)
     if not targets:
-        return [device.evaluate(model, dataset, compare, labels, mean, std, **opened)]
-    from edgekit.targets.jobs import evaluate_on_targets
-    rows = evaluate_on_targets(targets, os.fspath(model), os.fspath(dataset),
-                               None if compare is None else os.fspath(compare), install_runtime,
-                               progress or (lambda m: None), labels=labels, mean=mean, std=std, **opened)
-    return [EvalResult.from_dict({"model": None, **r}) for r in rows]
+        results = [device.evaluate(model, dataset, compare, labels, mean, std, **opened)]
+    else:
+        from edgekit.targets.jobs import evaluate_on_targets
+        rows = evaluate_on_targets(targets, os.fspath(model), os.fspath(dataset),
+                                   None if compare is None else os.fspath(compare), install_runtime,
+                                   progress or (lambda m: None), labels=labels, mean=mean, std=std, **opened)
+        results = [EvalResult.from_dict({"model": None, **r}) for r in rows]
+    if db:
+        from edgekit.study.history import evaluation_runs
+        _append(db, evaluation_runs(results, model, runtime, api), "evaluate", label)
+    return results
 
 
 def train(model: Any, dataset: PathLike, output: PathLike, *, alpha: Optional[float] = None,
@@ -222,10 +264,16 @@ def compress(model: PathLike, dataset: PathLike, output: PathLike, methods: Sequ
 
 
 def run(study: Any, outdir: Optional[PathLike] = None, *, force: bool = False,
+        history: Optional[PathLike] = None, label: Optional[str] = None,
         progress: Callable[[str], None] = print) -> StudyResult:
     """Run a study (a TOML path, a config dict or a Study): convert, benchmark, classify, evaluate, then write
-    report.md, results.json/csv and the chart in ``outdir``. Returns a StudyResult."""
-    return run_study(study, outdir, force=force, progress=progress)
+    report.md, report.html, results.json/csv and the chart in ``outdir``; ``history`` appends each measured
+    configuration there, tagged ``label``. Returns a StudyResult."""
+    db = _open_history(history)
+    result = run_study(study, outdir, force=force, progress=progress)
+    if db:
+        _append(db, [result.to_dict()], "run", label)
+    return result
 
 
 def demo(outdir: PathLike = "demo-out", *, force: bool = False,
@@ -237,7 +285,7 @@ def demo(outdir: PathLike = "demo-out", *, force: bool = False,
 
 def report(results: Sequence[PathLike], outdir: PathLike, *, force: bool = False,
            progress: Callable[[str], None] = print) -> list[dict]:
-    """Rebuild report.md, results.csv and the chart from saved results files (several devices side by side);
+    """Rebuild report.md, report.html, results.csv and the chart from saved results files (several devices);
     returns the flat rows. A report already in ``outdir`` is replaced only with ``force``."""
     from device_bench.safe_write import refuse_existing
     from edgekit.study.report import write_report
@@ -261,3 +309,45 @@ def pack_runner(output: PathLike = "device_bench.pyz", *, force: bool = False) -
     """Write device_bench.pyz, the one-file device runner (needs only NumPy and a TFLite runtime there)."""
     from edgekit.targets.runner_pack import pack_runner as pack
     return pack(output, force)
+
+
+def compare(base: Union[PathLike, str], new: Union[PathLike, str], *, history: Optional[PathLike] = None,
+            fail_above: Optional[float] = None) -> Comparison:
+    """Compare two results files (results.json, or `edgekit bench --json` output) or history selections
+    (``"history:LABEL"``, read from ``history`` or the default database) configuration by configuration: the
+    change in p50 with its 95% bootstrap interval and Mann-Whitney p-value over the per-process medians, memory,
+    top-1. With ``fail_above`` (percent), a configuration slower by more than that, significantly, is a
+    regression (``comparison.ok`` is False)."""
+    from edgekit.study.compare import compare_runs, load_side
+    if fail_above is not None and not fail_above >= 0:  # before any file is read
+        raise EdgekitError(f"--fail-above must be a percentage of 0 or more, got {fail_above}")
+    return compare_runs(load_side(os.fspath(base), history), load_side(os.fspath(new), history), os.fspath(base),
+                        os.fspath(new), fail_above)
+
+
+def history_records(history: Optional[PathLike] = None, *, label: Optional[str] = None,
+                    model: Optional[str] = None, ids: Optional[Sequence[int]] = None,
+                    limit: Optional[int] = None) -> list[dict]:
+    """Records of a results history (default: EDGEKIT_HISTORY, else the user's data folder), oldest first; each
+    has the indexed columns, ``bundle`` (the manifest) and ``record`` (a one-row results run)."""
+    from edgekit.study.history import History
+    db = History(history, create=False)
+    try:
+        return db.records(label=label, model=model, ids=ids, limit=limit)
+    finally:
+        db.close()
+
+
+def history_export(output: PathLike, history: Optional[PathLike] = None, *, format: Optional[str] = None,
+                   label: Optional[str] = None, force: bool = False) -> str:
+    """Write a history's records (those with ``label``, or all) to ``output`` as CSV or JSON (``format``, else
+    the extension), atomically; an existing file is replaced only with ``force``. Returns the format."""
+    from edgekit.study.history import export
+    return export(history_records(history, label=label), output, format, force)
+
+
+def history_plot(output: PathLike, history: Optional[PathLike] = None, *, label: Optional[str] = None,
+                 force: bool = False) -> str:
+    """Write a self-contained HTML page (no network) of p50 over time, one line per configuration."""
+    from edgekit.study.history_plot import write_plot
+    return write_plot(history_records(history, label=label), output, force)

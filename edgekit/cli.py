@@ -297,6 +297,21 @@ def bench_options(f, only=None):
     return f
 
 
+def history_options(f):
+    """--history [PATH] and --label: append what was measured to a results history (bench, run, evaluate)."""
+    f = click.option("--label", help="Tag the history records (a git commit, a version): `edgekit compare "
+                                     "history:LABEL ...` selects them.")(f)
+    return click.option("--history", "history", is_flag=False, flag_value="", default=None, metavar="[PATH]",
+                        help="Append the results to this SQLite history (alone: the default one, "
+                             "EDGEKIT_HISTORY or ~/.local/share/edgekit/history.sqlite). Also on when "
+                             "EDGEKIT_HISTORY is set.")(f)
+
+
+def _history(option):
+    from edgekit.study.history import wanted
+    return wanted(option)
+
+
 def target_options(f):
     """--target/--targets/--ssh-config/--install-runtime: run on devices instead of here."""
     f = click.option("--install-runtime", is_flag=True,
@@ -462,8 +477,9 @@ def _step_lines(step):
 @click.option("--force", is_flag=True, help="Replace an existing CSV file.")
 @target_options
 @phone_options
+@history_options
 def bench(models, as_json, csv_path, force, targets, targets_file, ssh_config, install_runtime, adb_path,
-          benchmark_binary, max_temp, cooldown_max, cpu_mask, **options):
+          benchmark_binary, max_temp, cooldown_max, cpu_mask, history, label, **options):
     """Benchmark MODELS (bundles or .tflite files), one fresh process per configuration, here or on --target."""
     from device_bench.options import params_from_options
     from device_bench.safe_write import refuse_existing
@@ -476,7 +492,7 @@ def bench(models, as_json, csv_path, force, targets, targets_file, ssh_config, i
                             target=read_target_options(targets, targets_file), ssh_config=ssh_config,
                             install_runtime=install_runtime, adb=adb_path, benchmark_binary=benchmark_binary,
                             max_temp=max_temp, cooldown_max=cooldown_max, cpu_mask=cpu_mask,
-                            progress=None if as_json else progress)
+                            history=_history(history), label=label, progress=None if as_json else progress)
     rows = [r.to_dict() for r in results]
     if csv_path:
         write_csv(csv_path, rows, force)
@@ -537,11 +553,13 @@ def classify(model, images, top_k, as_json, **options):
 @model_read_options
 @click.option("--json", "as_json", is_flag=True)
 @target_options
-def evaluate(model, dataset, compare, as_json, **options):
+@history_options
+def evaluate(model, dataset, compare, as_json, history, label, **options):
     """Top-1/top-5 accuracy of MODEL on DATASET (one subfolder per class, or a CSV of path,label)."""
     from device_bench.views import render_evaluation
     from edgekit import api
-    results = api.evaluate(model, dataset, compare, **_read_kwargs(**options))
+    results = api.evaluate(model, dataset, compare, history=_history(history), label=label,
+                           **_read_kwargs(**options))
     if as_json:  # one record here; a list of them, one per device, with --target
         echo_json([r.to_dict() for r in results] if options["targets"] or options["targets_file"]
                   else results[0].to_dict())
@@ -641,17 +659,20 @@ def demo(outdir, force):
 @click.option("-o", "--output", "outdir", type=click.Path(file_okay=False), help="Default: the config's output.")
 @click.option("--force", is_flag=True, help="Rebuild every bundle instead of reusing unchanged ones, and replace "
                                           "another study's report in OUTDIR.")
-def run(config, outdir, force):
+@history_options
+def run(config, outdir, force, history, label):
     """Run the study a TOML CONFIG describes (models, precisions, threads, calibration, evaluation)."""
     from edgekit import api
-    _finish(api.run(config, outdir, force=force, progress=progress))
+    _finish(api.run(config, outdir, force=force, history=_history(history), label=label, progress=progress))
 
 
 def _finish(result):
     from edgekit.study.recommend import render
     from edgekit.study.report import render_table
     click.echo(render_table(result.table))
-    click.echo(f"report: {os.path.join(result.meta['output'], 'report.md')}")
+    page = os.path.join(result.meta["output"], "report.html")
+    click.echo(f"report: {os.path.join(result.meta['output'], 'report.md')}"
+               + (f", {page} (open it in a browser)" if os.path.exists(page) else ""))
     if isinstance(result.recommendations, EdgekitError):  # nothing was measured: the rows above say why
         click.echo(f"\nNo recommendation: {result.recommendations}")
     else:
@@ -685,9 +706,110 @@ def recommend(results, max_latency_ms, max_top1_drop, max_memory_mb, device, as_
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="Replace a report already in OUTDIR.")
 def report(results, outdir, force):
-    """Rebuild report.md, results.csv and tradeoff.png from saved RESULTS.json files (several devices too)."""
+    """Rebuild report.md, report.html, results.csv and tradeoff.png from saved RESULTS.json files (several devices
+    too)."""
     from edgekit import api
     api.report(results, outdir, force=force, progress=progress)
+
+
+@cli.command()
+@click.argument("base")
+@click.argument("new")
+@click.option("--fail-above", metavar="PCT",
+              help="Exit 1 when a configuration is slower by more than PCT percent and the change is significant.")
+@click.option("--history",
+              help="The history that history:LABEL reads (default: EDGEKIT_HISTORY or the user's data folder).")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare(base, new, fail_above, history, as_json):
+    """Compare results BASE and NEW (results.json, `edgekit bench --json` output, or history:LABEL) for every
+    configuration on both sides: p50 change with its 95% interval and significance (per-process medians),
+    memory, top-1."""
+    from edgekit import api
+    from edgekit.study.compare import regression_lines, render
+    result = api.compare(base, new, history=history, fail_above=_percent(fail_above))
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else render(result))
+    for line in regression_lines(result):
+        progress(line)
+    exit_if_failed(not result.ok)
+
+
+def _percent(text):
+    """--fail-above's value: a number of percent, 0 or more; anything else is a one-line error."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise EdgekitError(f"--fail-above must be a number of percent (0 or more), got {text!r}") from None
+    if not value >= 0:
+        raise EdgekitError(f"--fail-above must be a number of percent (0 or more), got {text!r}")
+    return value
+
+
+@cli.group()
+def history():
+    """The results history that bench, run and evaluate append to with --history (or EDGEKIT_HISTORY)."""
+
+
+def history_path_option(f):
+    return click.option("--history", "path",
+                        help="The history file (default: EDGEKIT_HISTORY, else the user's data folder).")(f)
+
+
+HISTORY_COLUMNS = [("id", "id"), ("created", "created"), ("label", "label"), ("kind", "kind"), ("device", "device"),
+                   ("model", "model"), ("precision", "precision"), ("runtime", "runtime"), ("threads", "threads"),
+                   ("p50 ms", "p50_ms"), ("peak MB", "peak_rss_mb"), ("top-1", "top1")]
+
+
+@history.command("list")
+@history_path_option
+@click.option("--label", help="Only the records with this label.")
+@click.option("--model", help="Only the records of this model.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the newest N records.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records' columns as JSON.")
+def history_list(path, label, model, limit, as_json):
+    """List the history's records, oldest first."""
+    from device_bench.views import format_table
+    from edgekit import api
+    from edgekit.study.history import COLUMNS
+    rows = [{k: r[k] for k in COLUMNS} for r in api.history_records(path, label=label, model=model, limit=limit)]
+    click.echo(json.dumps(rows, indent=2) if as_json else format_table(rows, HISTORY_COLUMNS))
+
+
+@history.command("show")
+@click.argument("record_id", type=int)
+@history_path_option
+def history_show(record_id, path):
+    """Print everything one record keeps (per-process figures, bundle settings, environment) as JSON."""
+    from edgekit import api
+    found = api.history_records(path, ids=[record_id])
+    if not found:
+        raise EdgekitError(f"no record {record_id} in the history")
+    echo_json(found[0])
+
+
+@history.command("export")
+@history_path_option
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="A .csv or .json file.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), help="Default: the output's extension.")
+@click.option("--label", help="Only the records with this label.")
+@click.option("--force", is_flag=True, help="Replace an existing output.")
+def history_export(path, output, fmt, label, force):
+    """Export the history's records: CSV (the columns) or JSON (everything kept)."""
+    from edgekit import api
+    fmt = api.history_export(output, path, format=fmt, label=label, force=force)
+    click.echo(f"wrote {output} ({fmt})")
+
+
+@history.command("plot")
+@history_path_option
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="An .html file.")
+@click.option("--label", help="Only the records with this label.")
+@click.option("--force", is_flag=True, help="Replace an existing output.")
+def history_plot(path, output, label, force):
+    """Write an HTML page (no network needed) of p50 over time, one line per configuration."""
+    from edgekit import api
+    click.echo(f"wrote {api.history_plot(output, path, label=label, force=force)}")
 
 
 def main():

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
+os.environ.pop("EDGEKIT_HISTORY", None)  # a developer's history gets no records from the test suite
 SAMPLES = ROOT / "edgekit" / "sample_images"
 
 # A site-customisation that makes the named packages unimportable in a child process: with

@@ -147,6 +147,16 @@ def test_outlier_layer_ranked_first_and_recovered(outlier, invoke, digits, tmp_p
     assert csv[0].startswith("rank,index,layer,op") and "fire2_squeeze1x1" in csv[1] and len(csv) > 30
     explorer = json.loads((tmp_path / "plain" / "squeezenet1_1_int8" / "layer_report_model_explorer.json").read_text())
     assert max(explorer["results"].items(), key=lambda kv: kv[1]["value"])[0] == worst[0]["tensor"]
+    # benchmarked, the bundle's report.html has its per-layer panel, the outlier layer worst
+    bench = invoke("bench", plain["bundle"], "--runs", "3", "--min-secs", "0", "--warmup-runs", "1", "--warmup-secs",
+                   "0", "--repeat", "1", "--json")
+    assert bench.exit_code == 0, bench.output
+    (tmp_path / "bench.json").write_text(bench.stdout)
+    assert invoke("report", tmp_path / "bench.json", "-o", tmp_path / "rep").exit_code == 0
+    panel = (tmp_path / "rep" / "report.html").read_text().split("Per-layer quantization error: ")[1]
+    assert panel.split("</h3>")[0].endswith(" int8")
+    worst_table = panel.split("<tbody>")[1].split("</tbody>")[0]
+    assert "fire2_squeeze1x1" in worst_table.split("</tr>")[0]
 
     result = invoke("quantize", outlier, "-p", "int8", "--calibration", digits["train"], "--eval", digits["test"],
                     "--recover-accuracy", "1.0", "--no-latency-limit", "-o", tmp_path / "mixed", "--json")

@@ -67,6 +67,7 @@ def test_small_config_runs_end_to_end(small_run):
     assert "Random weights" in md and "edgekit convert squeezenet1_1" in md
     assert "3 fresh process(es)" in md and "Cooldown: not used" in md and "litert " in table and "interpreter/cpu" in table
     assert "Recommendation for this machine" in result.output and "CANNOT DECIDE: no accuracy" in result.output
+    assert f"{out / 'report.html'} (open it in a browser)" in result.output
     assert all(b["repeat"] == 3 and len(b["processes"]) == 3 for r in results["rows"][:4] for b in r["bench"])
     with open(out / "results.csv") as f:
         csv_rows = list(csv.DictReader(f))
@@ -108,7 +109,10 @@ def test_rerun_reuses_unchanged_bundles(small_run, invoke):
     assert model.stat().st_mtime_ns == before
 
 
-def test_trained_model_gets_accuracy_agreement_and_predictions(invoke, digits, digit_models, tmp_path):
+@pytest.fixture(scope="module")
+def trained_run(invoke, digits, digit_models, tmp_path_factory):
+    """A study of a trained model with an evaluate folder: accuracy, agreement, predictions, a recommendation."""
+    tmp_path = tmp_path_factory.mktemp("trained")
     config = tmp_path / "digits.toml"
     config.write_text(f"""
 precisions = ["fp32", "int8"]
@@ -122,7 +126,11 @@ source = "{digit_models['squeezenet1_1']['path']}"
 preprocessing = "torch"  # as conftest.DIGIT_MODELS trained it
 labels = "{digits['labels']}"
 """)
-    result = invoke("run", config, "-o", tmp_path / "out")
+    return tmp_path, invoke("run", config, "-o", tmp_path / "out")
+
+
+def test_trained_model_gets_accuracy_agreement_and_predictions(trained_run):
+    tmp_path, result = trained_run
     assert result.exit_code == 0, result.output
     rows = table_rows(json.loads((tmp_path / "out" / "results.json").read_text()))
     assert [r["precision"] for r in rows] == ["fp32", "int8"]
@@ -134,6 +142,54 @@ labels = "{digits['labels']}"
     assert "edgekit evaluate" in md and "### Recommendation" in md
     saved = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
     assert [a["runtime"]["name"] for r in saved for a in r["accuracy"]] == ["litert", "litert"]
+
+
+def check_report_html(out, tmp_path, accuracy):
+    """report.html from a real run, opened offline in Chromium: no console error, no request leaving the file,
+    one point per measured build in each Pareto chart, the recommended build ringed on one of them, the table as
+    long as results.csv; a screenshot is kept as the test's artefact."""
+    from browser import marks, offline_page
+    from edgekit.study.recommend import recommend
+    with open(out / "results.csv") as f:
+        csv_rows = list(csv.DictReader(f))
+    measured = [r for r in csv_rows if r["p50_ms"]]
+    winners = [r.winner for r in recommend(out / "results.json") if r.winner]
+    with offline_page(out / "report.html") as (page, seen):
+        assert seen == {"requests": [], "errors": []}
+        charts = ["builds_0_latency", "builds_0_size"] if accuracy else ["builds_0_latency"]
+        for chart in charts:
+            assert marks(page, chart) == len(measured) > 0
+            assert marks(page, f"{chart}_recommended") == len(winners) > 0
+            # the ring sits on a build's point
+            rings, points = (page.eval_on_selector_all(f"div.chart svg g.{name}_marks > path",
+                                                       "els => els.map(e => e.getAttribute('transform'))")
+                             for name in (f"{chart}_recommended", chart))
+            assert set(rings) <= set(points)
+        assert marks(page, "builds_0_size") == (len(measured) if accuracy else -1)
+        label = "recommended" if all(r.decided for r in recommend(out / "results.json") if r.winner) \
+            else "fastest measured"
+        assert page.locator("div.chart svg text", has_text=label).count() >= len(winners)
+        page.locator(f"div.chart svg g.{charts[0]}_marks > path").first.hover(force=True)
+        assert "process medians" in page.locator("#vg-tooltip-element.visible").inner_text()  # the hover
+        assert page.locator("table#results tbody tr").count() == len(csv_rows)
+        page.click("table#results th:text-is('p50 ms')")
+        first = page.eval_on_selector("table#results tbody tr", "tr => tr.innerText")
+        fastest = min(measured, key=lambda r: float(r["p50_ms"]))
+        assert fastest["model"] in first and fastest["precision"] in first
+        no_accuracy = page.locator("p.note", has_text="No accuracy was measured").count()
+        assert no_accuracy == (0 if accuracy else 1)
+        shot = tmp_path / "report.png"
+        page.screenshot(path=shot, full_page=True)
+    print(f"screenshot of {out / 'report.html'}: {shot}")
+    assert png_size(shot)[0] > 1000
+
+
+def test_report_html_in_a_browser_with_accuracy(trained_run, tmp_path):
+    check_report_html(trained_run[0] / "out", tmp_path, accuracy=True)
+
+
+def test_report_html_in_a_browser_without_accuracy(small_run, tmp_path):
+    check_report_html(small_run[0] / "out", tmp_path, accuracy=False)
 
 
 def test_bad_config_is_one_line(invoke, tmp_path):

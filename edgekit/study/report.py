@@ -10,24 +10,15 @@ from device_bench.errors import EdgekitError
 from device_bench.safe_write import write_text_atomic
 from device_bench.views import format_table, inference_precision_notes, runtime_label, write_csv
 from edgekit.study.recommend import recommend_tables, render
-from edgekit.study.rows import bench_command, evaluate_command, runtime_key, table_rows
+from edgekit.study.rows import COLUMNS, bench_command, evaluate_command, runtime_key, table_rows
 
-REPORT_FILES = ("results.json", "results.csv", "tradeoff.png", "report.md")
+REPORT_FILES = ("results.json", "results.csv", "tradeoff.png", "report.md", "report.html")
 MARKERS = {"fp32": "o", "fp16": "s", "dynamic": "^", "int8": "D"}
-COLUMNS = [
-    ("model", "model"), ("precision", "precision"), ("runtime", "runtime"), ("threads", "threads"),
-    ("params", "params"), ("MACs (M)", "macs_m"), ("size MB", "size_mb"), ("gzip MB", "gzip_mb"),
-    ("size vs fp32", "size_vs_fp32"),
-    ("top-1", "top1"), ("top-5", "top5"), ("agree fp32", "agreement_fp32"),
-    ("init ms", "init_ms"), ("p50 ms", "p50_ms"), ("spread", "spread"), ("p90 ms", "p90_ms"),
-    ("speed-up", "speedup_vs_fp32"), ("peak RSS MB", "peak_rss_mb"), ("GMAC/s", "gmacs_per_s"),
-    ("of peak", "fraction_of_peak"), ("error", "error"),
-]
 
 
 def write_report(results, outdir, progress=print):
-    """Write report.md, results.json, results.csv and tradeoff.png; results is one run or a list. Returns
-    the flat rows of every run and, per run, its Recommendations (or the EdgekitError that says why none)."""
+    """Write report.md, report.html, results.json, results.csv and tradeoff.png; results is one run or a list.
+    Returns the flat rows of every run and, per run, its Recommendations (or the EdgekitError that says why none)."""
     runs = results if isinstance(results, list) else [results]
     tables = [table_rows(run) for run in runs]  # computed once: the CSV, the markdown and the chart share them
     choices = [_recommendation(run, rows) for run, rows in zip(runs, tables)]
@@ -40,6 +31,7 @@ def write_report(results, outdir, progress=print):
             write_csv(os.path.join(tmp, "results.csv"), [row for rows in tables for row in rows])
             chart = plot_tradeoff(runs, tables, os.path.join(tmp, "tradeoff.png"))
             write_text_atomic(os.path.join(tmp, "report.md"), render_markdown(runs, tables, choices, chart))
+            page = write_html(runs, tables, choices, os.path.join(tmp, "report.html"))
             for name in REPORT_FILES:
                 if os.path.exists(os.path.join(tmp, name)):
                     os.replace(os.path.join(tmp, name), os.path.join(outdir, name))
@@ -47,8 +39,23 @@ def write_report(results, outdir, progress=print):
                     os.unlink(os.path.join(outdir, name))  # no chart this time: no stale one beside the new set
     except OSError as e:
         raise EdgekitError(f"cannot write the report in {outdir}: {e.strerror or e}") from None
-    progress(f"wrote {outdir}/report.md, results.json, results.csv" + (", tradeoff.png" if chart else ""))
+    progress(f"wrote {outdir}/report.md, " + ("report.html, " if page else "") + "results.json, results.csv"
+             + (", tradeoff.png" if chart else ""))
+    if not page:
+        progress("no report.html: it needs altair and vl-convert-python (pip install 'edgekit-tflite[convert]')")
     return [row for rows in tables for row in rows], choices
+
+
+def write_html(runs, tables, choices, path):
+    """report.html (edgekit.study.report_page), or None where altair or vl-convert-python is not installed."""
+    try:
+        import altair  # noqa: F401
+        import vl_convert  # noqa: F401
+    except ImportError:
+        return None
+    from edgekit.study.report_page import render_html
+    write_text_atomic(path, render_html(runs, tables, choices))
+    return path
 
 
 def _recommendation(run, rows):

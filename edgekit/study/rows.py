@@ -10,6 +10,16 @@ from device_bench.errors import EdgekitError
 from device_bench.views import runtime_label
 
 ENVIRONMENT_KEYS = ("cpu", "arch")  # what every results file's environment records (device_bench.environment)
+# the report's table: (header, row key), in the order report.md and report.html show them
+COLUMNS = [
+    ("model", "model"), ("precision", "precision"), ("runtime", "runtime"), ("threads", "threads"),
+    ("params", "params"), ("MACs (M)", "macs_m"), ("size MB", "size_mb"), ("gzip MB", "gzip_mb"),
+    ("size vs fp32", "size_vs_fp32"),
+    ("top-1", "top1"), ("top-5", "top5"), ("agree fp32", "agreement_fp32"),
+    ("init ms", "init_ms"), ("p50 ms", "p50_ms"), ("spread", "spread"), ("p90 ms", "p90_ms"),
+    ("speed-up", "speedup_vs_fp32"), ("peak RSS MB", "peak_rss_mb"), ("GMAC/s", "gmacs_per_s"),
+    ("of peak", "fraction_of_peak"), ("error", "error"),
+]
 
 
 def runtime_key(runtime):
@@ -43,30 +53,34 @@ def _bench_figures(row, b):
     return out
 
 
+def bench_entries(results):
+    """(study row, benchmark entry or None) in table order: table_rows gives one flat row for each."""
+    return [(r, b) for r in results["rows"] for b in r.get("bench") or [None]]
+
+
 def table_rows(results):
     """Flat rows for the table, CSV, chart and recommend: one per model x precision x runtime x threads, with
     the derived ratios (against the same model's fp32 build, in the same runtime, at the same threads)."""
     env = results["environment"]
     rows = []
     fp32 = {}
-    for r in results["rows"]:
-        for b in r.get("bench") or [None]:
-            runtime = (b or {}).get("runtime")
-            row = {"device": device_label(env), "model": r["model"], "family": r.get("family"),
-                   "precision": r["precision"], "runtime": runtime_label(runtime), "runtime_record": runtime,
-                   "threads": b and b["threads"], "params": r.get("params"), "bundle": r.get("bundle"),
-                   "macs_m": r.get("macs") and r["macs"] / 1e6, "size_mb": r.get("file_size") and r["file_size"] / 1e6,
-                   "gzip_mb": r.get("gzip_size") and r["gzip_size"] / 1e6, "variant": r.get("variant"),
-                   "agreement_fp32": r.get("agreement_fp32"), "trained_weights": r.get("trained_weights"),
-                   "error": r.get("error") or (b or {}).get("error") or
-                   ((b or {}).get("unavailable") and f"unavailable: {b['unavailable']}")}
-            accuracy = accuracy_for(r, b)
-            row.update(top1=accuracy.get("top1"), top5=accuracy.get("top5"))
-            if b and b.get("latency_ms"):
-                row.update(_bench_figures(r, b))
-            if row["precision"] == "fp32":
-                fp32[(row["model"], row["threads"], row["runtime"])] = row
-            rows.append(row)
+    for r, b in bench_entries(results):
+        runtime = (b or {}).get("runtime")
+        row = {"device": device_label(env), "model": r["model"], "family": r.get("family"),
+               "precision": r["precision"], "runtime": runtime_label(runtime), "runtime_record": runtime,
+               "threads": b and b["threads"], "params": r.get("params"), "bundle": r.get("bundle"),
+               "macs_m": r.get("macs") and r["macs"] / 1e6, "size_mb": r.get("file_size") and r["file_size"] / 1e6,
+               "gzip_mb": r.get("gzip_size") and r["gzip_size"] / 1e6, "variant": r.get("variant"),
+               "agreement_fp32": r.get("agreement_fp32"), "trained_weights": r.get("trained_weights"),
+               "error": r.get("error") or (b or {}).get("error") or
+               ((b or {}).get("unavailable") and f"unavailable: {b['unavailable']}")}
+        accuracy = accuracy_for(r, b)
+        row.update(top1=accuracy.get("top1"), top5=accuracy.get("top5"))
+        if b and b.get("latency_ms"):
+            row.update(_bench_figures(r, b))
+        if row["precision"] == "fp32":
+            fp32[(row["model"], row["threads"], row["runtime"])] = row
+        rows.append(row)
     for row in rows:
         base = fp32.get((row["model"], row["threads"], row["runtime"]))
         if base and row.get("size_mb") and base.get("size_mb"):
@@ -102,6 +116,7 @@ def load_results(paths):
             data = json.loads(read_regular(path, 256 << 20, "results file"))
         except (ValueError, RecursionError) as e:
             raise EdgekitError(f"{path}: cannot read results ({str(e)[:200]})") from None
+        _check_schema(path, data)
         if isinstance(data, list) and data and all(isinstance(r, dict) and "model" in r for r in data):
             found = runs_from_bench(data)
             if not found:
@@ -124,6 +139,16 @@ def load_results(paths):
                 raise EdgekitError(f"{path}: a malformed row ({type(e).__name__}: {str(e)[:100]})") from None
         runs += found
     return runs
+
+
+def _check_schema(path, data):
+    """Results written by another schema version are refused by name, not misread."""
+    from device_bench.records import SCHEMA
+    inner = data.get("runs") if isinstance(data, dict) else data
+    found = [data] + (inner if isinstance(inner, list) else [])
+    other = next((d["schema"] for d in found if isinstance(d, dict) and d.get("schema", SCHEMA) != SCHEMA), None)
+    if other is not None:
+        raise EdgekitError(f"{path}: results of schema version {other!r}; this edgekit reads schema {SCHEMA}")
 
 
 RUNTIME_FLAGS = (("--runtime", "name", None), ("--api", "api", None), ("--accelerator", "accelerator", "cpu"))
