@@ -117,6 +117,13 @@ def _temperatures(run):
     return f"{min(seen):.0f}-{max(seen):.0f} °C" if seen else None
 
 
+def _with_unit(value, unit):
+    """'2596 MHz' for a number; whatever else a results file holds there, as it is."""
+    if value is None or value == "":
+        return None
+    return f"{value:.0f} {unit}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
 def fingerprint(run):
     """What the results record of the device: CPU or SoC, cores, clocks, governor, runtimes, temperatures."""
     from device_bench.views import runtime_label
@@ -126,10 +133,10 @@ def fingerprint(run):
     return [("board", env.get("board")), ("CPU / SoC", env.get("cpu")), ("architecture", env.get("arch")),
             ("cores", env.get("cores")), ("vector bits", env.get("vector_bits")),
             ("int8 dot product", None if env.get("int8_dot") is None else ("yes" if env["int8_dot"] else "no")),
-            ("clock", mhz and f"{mhz:.0f} MHz"), ("governor", env.get("governor") or "n/a"),
+            ("clock", _with_unit(mhz, "MHz")), ("governor", env.get("governor") or "n/a"),
             ("runtimes", ", ".join(runtimes) or None), ("OS", env.get("os") or env.get("android")),
             ("Python", env.get("python")), ("NumPy", env.get("numpy")), ("libc", env.get("libc")),
-            ("temperature at start", env.get("temperature_c") is not None and f"{env['temperature_c']:.0f} °C" or None),
+            ("temperature at start", _with_unit(env.get("temperature_c"), "°C")),
             ("temperatures during the run", _temperatures(run)), ("host", env.get("hostname")),
             ("emulated", "YES: timings say nothing about the real device" if env.get("emulated") else None)]
 
