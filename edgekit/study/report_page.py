@@ -91,7 +91,9 @@ def pareto_chart(points, x, x_title, y, y_title, name, maximize_y=True):
                alt.Tooltip("size_mb:Q", title="size MB", format=".3g"),
                alt.Tooltip("peak_rss_mb:Q", title="peak RSS MB", format=".0f"),
                alt.Tooltip("mark:N", title="marked")]
-    ex = alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(zero=False, padding=24))
+    # latency on a log scale: one slow build (a runtime without int8 kernels, say) must not squash the rest
+    ex = alt.X(f"{x}:Q", title=x_title + (", log scale" if x == "p50_ms" else ""),
+               scale=alt.Scale(type="log", padding=24) if x == "p50_ms" else alt.Scale(zero=False, padding=24))
     ey = alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(zero=False, padding=24))
     line = alt.Chart(alt.Data(values=[{x: p[x], y: p[y], "order": i} for i, p in enumerate(front)])).mark_line(
         color="#888", strokeDash=[4, 3]).encode(x=ex, y=ey, order="order:Q")
@@ -106,7 +108,7 @@ def pareto_chart(points, x, x_title, y, y_title, name, maximize_y=True):
                        x=ex, y=ey, tooltip=tooltip),
                    alt.Chart(alt.Data(values=marked)).mark_text(align="left", dx=14, dy=-14, color="#2e7d32",
                                                                 fontWeight="bold").encode(x=ex, y=ey, text="label:N")]
-    return alt.layer(*layers).properties(width=440, height=320, title=f"{y_title} against {x_title}")
+    return alt.layer(*layers).properties(width=380, height=300, title=f"{y_title} against {x_title}")
 
 
 def _temperatures(run):
