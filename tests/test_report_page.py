@@ -6,7 +6,7 @@ import csv
 import json
 import re
 
-from test_recommend import LITERT, OPENVINO, bench, row, write
+from test_recommend import ENV, LITERT, OPENVINO, bench, row, write
 
 from edgekit.study.html_report import Chart, Table, heading, html_page
 from edgekit.study.report_page import pareto_front
@@ -98,3 +98,28 @@ def test_a_page_cannot_be_broken_out_of():
     assert page.count("</script>") == 3 and "alert(1)</script>" not in page
     assert json.loads(re.search(r'id="chart-1-spec">(.*?)</script>', page, re.S).group(1))["data"]["values"][0]["a"] \
         == evil
+
+
+def test_without_altair_the_rest_of_the_report_is_written(tmp_path):
+    """altair (the convert extra) missing: report.md and the rest, no report.html, and a line that says why."""
+    import subprocess
+    import sys
+    from conftest import ROOT, _blocking_env
+    results = write(tmp_path, [row("int8", [bench(LITERT, 5.0, 4.9, 5.1)])])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "report.html").write_text("stale")
+    env = _blocking_env(tmp_path, ("altair", "vl_convert", "tensorflow", "keras"))
+    r = subprocess.run([sys.executable, "-m", "edgekit.cli", "report", str(results), "-o", str(tmp_path / "out")],
+                       env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "no report.html: it needs altair and vl-convert-python" in r.stderr
+    assert (tmp_path / "out" / "report.md").is_file() and not (tmp_path / "out" / "report.html").exists()
+
+
+def test_odd_environment_values_are_shown_as_they_are(invoke, tmp_path):
+    env = dict(ENV, cpuinfo_mhz="fast", temperature_c=[41], governor=None, cores="two")
+    results = write(tmp_path, [row("int8", [bench(LITERT, 5.0, 4.9, 5.1)])], env=env)
+    r = invoke("report", results, "-o", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<dd>fast</dd>" in page and "<dd>[41]</dd>" in page and "<dd>two</dd>" in page

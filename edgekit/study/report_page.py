@@ -91,7 +91,9 @@ def pareto_chart(points, x, x_title, y, y_title, name, maximize_y=True):
                alt.Tooltip("size_mb:Q", title="size MB", format=".3g"),
                alt.Tooltip("peak_rss_mb:Q", title="peak RSS MB", format=".0f"),
                alt.Tooltip("mark:N", title="marked")]
-    ex = alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(zero=False, padding=24))
+    # latency on a log scale: one slow build (a runtime without int8 kernels, say) must not squash the rest
+    ex = alt.X(f"{x}:Q", title=x_title + (", log scale" if x == "p50_ms" else ""),
+               scale=alt.Scale(type="log", padding=24) if x == "p50_ms" else alt.Scale(zero=False, padding=24))
     ey = alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(zero=False, padding=24))
     line = alt.Chart(alt.Data(values=[{x: p[x], y: p[y], "order": i} for i, p in enumerate(front)])).mark_line(
         color="#888", strokeDash=[4, 3]).encode(x=ex, y=ey, order="order:Q")
@@ -106,7 +108,7 @@ def pareto_chart(points, x, x_title, y, y_title, name, maximize_y=True):
                        x=ex, y=ey, tooltip=tooltip),
                    alt.Chart(alt.Data(values=marked)).mark_text(align="left", dx=14, dy=-14, color="#2e7d32",
                                                                 fontWeight="bold").encode(x=ex, y=ey, text="label:N")]
-    return alt.layer(*layers).properties(width=440, height=320, title=f"{y_title} against {x_title}")
+    return alt.layer(*layers).properties(width=380, height=300, title=f"{y_title} against {x_title}")
 
 
 def _temperatures(run):
@@ -115,6 +117,13 @@ def _temperatures(run):
             for moment in ((p.get("clock") or {}).get("before") or {}, (p.get("clock") or {}).get("after") or {})
             for t in (moment.get("temperature_c"), moment.get("zone_c")) if isinstance(t, (int, float))]
     return f"{min(seen):.0f}-{max(seen):.0f} °C" if seen else None
+
+
+def _with_unit(value, unit):
+    """'2596 MHz' for a number; whatever else a results file holds there, as it is."""
+    if value is None or value == "":
+        return None
+    return f"{value:.0f} {unit}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
 def fingerprint(run):
@@ -126,10 +135,10 @@ def fingerprint(run):
     return [("board", env.get("board")), ("CPU / SoC", env.get("cpu")), ("architecture", env.get("arch")),
             ("cores", env.get("cores")), ("vector bits", env.get("vector_bits")),
             ("int8 dot product", None if env.get("int8_dot") is None else ("yes" if env["int8_dot"] else "no")),
-            ("clock", mhz and f"{mhz:.0f} MHz"), ("governor", env.get("governor") or "n/a"),
+            ("clock", _with_unit(mhz, "MHz")), ("governor", env.get("governor") or "n/a"),
             ("runtimes", ", ".join(runtimes) or None), ("OS", env.get("os") or env.get("android")),
             ("Python", env.get("python")), ("NumPy", env.get("numpy")), ("libc", env.get("libc")),
-            ("temperature at start", env.get("temperature_c") is not None and f"{env['temperature_c']:.0f} °C" or None),
+            ("temperature at start", _with_unit(env.get("temperature_c"), "°C")),
             ("temperatures during the run", _temperatures(run)), ("host", env.get("hostname")),
             ("emulated", "YES: timings say nothing about the real device" if env.get("emulated") else None)]
 
