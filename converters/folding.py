@@ -4,9 +4,10 @@ Then per-channel ("torch") normalization is expressible for MediaPipe (which tak
 std), and no app can preprocess wrongly: it feeds the pixels it has. Three ways, cheapest first:
 
 - ``input_quantization`` (full-integer builds, one mean and std for every channel): the model is converted
-  without any normalization op and the uint8 (or int8) input's scale and zero point become 1/std and the
-  mean, as in Google's quantized MobileNets (scale 1/128, zero point 128). A mean that is not an integer
-  takes the nearest zero point; the difference, in pixels, is recorded.
+  without any normalization op, calibrated on normalized pixels spanning 0..255, so TFLiteConverter gives
+  its uint8 (or int8) input the scale 1/std and the mean as zero point, as in Google's quantized MobileNets
+  (scale 1/128, zero point 128). A mean that is not an integer takes a nearest zero point; the difference,
+  in pixels, is recorded. An int8 input then feeds the first convolution directly, with no op before it.
 - ``first_conv``: the scale and offset go into the first convolution's weights and bias. Exact for VALID
   padding; SAME padding becomes an explicit pad of raw pixels whose value is the mean (a normalized 0), then
   VALID; a per-channel mean cannot be one pad value, so that case takes the next way.
@@ -149,33 +150,14 @@ def PixelPad(pads, value, **kwargs):  # noqa: N802  (a layer, built lazily: impo
     return _pixel_pad_class()(pads, value, **kwargs)
 
 
-def input_quantization(mean, std, io):
-    """(scale, zero point, the error in pixels) of a ``io`` (uint8 or int8) input holding (q - mean) / std."""
-    zero = int(np.clip(np.round(mean), 0, 255))
-    error = abs(zero - mean)
-    return 1.0 / std, zero - (128 if io == "int8" else 0), error
-
-
-def set_input_quantization(data, mean, std, io):
-    """A full-integer .tflite converted with a float input, given a ``io`` input that holds raw pixels:
-    its QUANTIZE op then requantizes (q - mean) / std to what calibration chose. Returns (bytes, record)."""
-    from ai_edge_litert.tools import flatbuffer_utils as fbu
-    from device_bench.manifest import tflite_schema
-    schema = tflite_schema()
-    model = fbu.convert_bytearray_to_object(bytearray(data))
-    graph = model.subgraphs[0]
-    tensor = graph.tensors[graph.inputs[0]]
-    readers = [op for op in graph.operators if graph.inputs[0] in list(op.inputs)]
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
-    if tensor.type != schema.TensorType.FLOAT32 or len(readers) != 1 \
-            or codes[readers[0].opcodeIndex] != schema.BuiltinOperator.QUANTIZE:
-        raise EdgekitError("cannot fold the normalization into the input: the int8 model's float input is not "
-                           "read by one QUANTIZE op")
-    scale, zero, error = input_quantization(mean, std, io)
-    tensor.type = {"uint8": schema.TensorType.UINT8, "int8": schema.TensorType.INT8}[io]
-    q = schema.QuantizationParametersT()
-    q.scale, q.zeroPoint = np.array([scale], np.float32), np.array([zero], np.int64)
-    tensor.quantization = q
-    out = bytes(fbu.convert_object_to_bytearray(model))
-    return out, {"method": "input_quantization", "scale": scale, "zero_point": zero,
-                 "zero_point_error_pixels": round(float(error), 6)}
+def input_quantization(scale, zero_point, mean, std, io):
+    """What a full-integer input of ``scale`` and ``zero_point`` (type ``io``) holds: the record of the
+    normalization it carries, with the zero point's distance from the mean in pixels. TFLiteConverter makes
+    such an input itself from the model without normalization, calibrated on normalized pixels that span
+    0..255 (the calibration anchor): scale 1/std, zero point the mean rounded. EdgekitError when it is not."""
+    pixel_zero = int(zero_point) + (128 if io == "int8" else 0)
+    if not abs(scale * std - 1.0) <= 1e-5:
+        raise EdgekitError(f"cannot hold the normalization in the input: its scale is {scale:g}, not 1/std = "
+                           f"{1 / std:g}; convert with --io float32 or --no-fold-preprocessing")
+    return {"method": "input_quantization", "scale": float(scale), "zero_point": int(zero_point),
+            "pixel_zero_point": pixel_zero, "zero_point_error_pixels": round(abs(pixel_zero - mean), 6)}

@@ -22,10 +22,8 @@ def export_saved_model(model, path):
                  input_signature=[keras.InputSpec(shape=(1, *shape[1:]), dtype="float32")])
 
 
-def convert(saved_model_dir, precision, representative=None, io=DEFAULT_IO, allow_tf_ops=False, float_input=False):
-    """Convert a SavedModel to .tflite bytes at ``precision``; ``representative`` yields float batches.
-    ``float_input``: an int8 model keeps a float input read by a QUANTIZE op (its type is set afterwards,
-    converters.folding.set_input_quantization), its output still of type ``io``."""
+def convert(saved_model_dir, precision, representative=None, io=DEFAULT_IO, allow_tf_ops=False):
+    """Convert a SavedModel to .tflite bytes at ``precision``; ``representative`` yields float batches."""
     import tensorflow as tf
 
     if precision not in PRECISIONS:
@@ -46,9 +44,7 @@ def convert(saved_model_dir, precision, representative=None, io=DEFAULT_IO, allo
         c.representative_dataset = lambda: ([b] for b in representative())
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if io != "float32":
-            c.inference_output_type = {"int8": tf.int8, "uint8": tf.uint8}[io]
-            if not float_input:
-                c.inference_input_type = c.inference_output_type
+            c.inference_input_type = c.inference_output_type = {"int8": tf.int8, "uint8": tf.uint8}[io]
     if allow_tf_ops:
         ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
     c.target_spec.supported_ops = ops

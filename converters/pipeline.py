@@ -22,6 +22,7 @@ from device_bench.images import list_images
 from device_bench.manifest import MANIFEST_NAME
 from device_bench.options import (ALL_PRECISIONS, CALIBRATED, DEFAULT_CALIBRATION_COUNT, DEFAULT_IO, PRECISIONS,
                                   QUANTIZERS)
+from device_bench.predict import temporary_predictor
 from device_bench.records import Bundle
 from device_bench.safe_write import refuse_existing
 from device_bench.silence import quiet_stderr
@@ -205,17 +206,19 @@ class _Conversion(BundleRun):
         return data
 
     def _input_quantized_int8(self):
-        """The model without its normalization, calibrated on normalized pixels, its input then holding the
-        normalization in its scale and zero point: raw pixels in, no op spent on them."""
-        from converters.folding import set_input_quantization
+        """The model without its normalization, calibrated on normalized pixels (0 and 255 among them): its
+        input holds the normalization in its scale and zero point, raw pixels in and no op spent on them."""
+        from converters.folding import input_quantization
         f = self.folding
         mean, std = np.float32(f.mean[0]), np.float32(f.std[0])
         with quiet_stderr():
             data = convert(self.saved_unfolded, "int8", representative=lambda: ((b - mean) / std for b in
                                                                                  self.anchored_calibration()),
-                           io=self.settings.io, allow_tf_ops=self.settings.allow_tf_ops, float_input=True)
-        data, self._input_records[("int8", "tflite")] = set_input_quantization(data, f.mean[0], f.std[0],
-                                                                                self.settings.io)
+                           io=self.settings.io, allow_tf_ops=self.settings.allow_tf_ops)
+        with temporary_predictor(data) as interp:
+            scale, zero = interp.input["quantization"]
+        self._input_records[("int8", "tflite")] = input_quantization(scale, zero, f.mean[0], f.std[0],
+                                                                     self.settings.io)
         return data
 
     def build_preprocessing(self, build):
@@ -231,9 +234,9 @@ class _Conversion(BundleRun):
         if record is None:
             return dict(prep, folded=folded)
         folded.update(method=record["method"], zero_point_error_pixels=record["zero_point_error_pixels"])
-        pixel_zero = record["zero_point"] + (128 if self.settings.io == "int8" else 0)
         n = len(prep["mean"])
-        return dict(prep, mean=[float(pixel_zero)] * n, std=[1.0 / record["scale"]] * n, folded=folded)
+        return dict(prep, mean=[float(record["pixel_zero_point"])] * n, std=[self.folding.std[0]] * n,
+                    folded=folded)
 
     def float_bytes(self):
         """The fp32 conversion, which the LiteRT quantizer and the per-layer report start from."""

@@ -110,7 +110,7 @@ def test_folding_costs_no_op(invoke, tmp_path):
     """A user's model with a SAME first convolution (odd size: padded on both sides), folded: the float
     build takes raw pixels through an explicit pad of the mean and the folded convolution, and computes
     what the unfolded build computes on normalized pixels to float error; the int8 build has no op for
-    the normalization at all, its uint8 input holding it (scale 1/127.5, zero point 128: half a pixel from
+    the normalization at all, its uint8 input holding it (scale 1/127.5, zero point 127: half a pixel from
     the mean, recorded and shown). A model whose first layer is not a convolution keeps a Rescaling, and
     the output says so."""
     import keras
@@ -137,12 +137,12 @@ def test_folding_costs_no_op(invoke, tmp_path):
     got = _tflite_outputs(fp32, pixels)
     assert np.abs(want - got).max() <= 1e-5, np.abs(want - got).max()  # a border padded with 0 differs by ~0.1
     m = json.loads((int8 / "edgekit.json").read_text())
-    assert (m["input"]["dtype"], m["input"]["zero_point"]) == ("uint8", 128)
+    assert (m["input"]["dtype"], m["input"]["zero_point"]) == ("uint8", 127)
     assert m["input"]["scale"] == pytest.approx(1 / 127.5, rel=1e-6)
     folded = m["input"]["preprocessing"]["folded"]
     assert folded["method"] == "input_quantization" and folded["zero_point_error_pixels"] == 0.5
-    # the device side feeds a raw pixel as itself: (pixel - 128) * 127.5 quantized back is the pixel
-    assert m["input"]["preprocessing"]["mean"] == [128.0] * 3 and m["input"]["preprocessing"]["std"] == [127.5] * 3
+    # the device side feeds a raw pixel as itself: (pixel - 127) / 127.5 quantized back is the pixel
+    assert m["input"]["preprocessing"]["mean"] == [127.0] * 3 and m["input"]["preprocessing"]["std"] == [127.5] * 3
     shown = invoke("inspect", int8)
     assert "into the input's scale and zero point (zero point 0.5 pixel from the mean)" in shown.stdout
     quantized = _tflite_outputs(int8, pixels).astype(np.float32) * m["output"]["scale"]

@@ -548,12 +548,15 @@ def test_rescaling_where_the_first_conv_cannot_take_it(keras, first, padding, ne
     assert [type(layer).__name__ for layer in folding.model.layers][:2] == ["InputLayer", "Rescaling"]
 
 
-@pytest.mark.parametrize("mean,std,io,want", [(127.5, 127.5, "uint8", (1 / 127.5, 128, 0.5)),
-                                              (127.5, 127.5, "int8", (1 / 127.5, 0, 0.5)),
-                                              (128.0, 128.0, "uint8", (1 / 128, 128, 0.0)),
-                                              (0.0, 255.0, "int8", (1 / 255, -128, 0.0))])
-def test_input_quantization_holds_the_normalization(mean, std, io, want):
-    """A raw pixel q means (q - zero point) * scale: the nearest zero point to the mean, its error in pixels."""
+@pytest.mark.parametrize("scale,zero,mean,std,io,want", [
+    (np.float32(1 / 127.5), 127, 127.5, 127.5, "uint8", (127, 0.5)), (np.float32(1 / 127.5), -1, 127.5, 127.5,
+                                                                      "int8", (127, 0.5)),
+    (np.float32(1 / 128), 128, 128.0, 128.0, "uint8", (128, 0.0)), (np.float32(1 / 255), -128, 0.0, 255.0, "int8",
+                                                                    (0, 0.0))])
+def test_input_quantization_holds_the_normalization(scale, zero, mean, std, io, want):
+    """A raw pixel q means (q - zero point) * scale: the zero point in pixels and its distance from the mean."""
     from converters.folding import input_quantization
-    scale, zero, error = input_quantization(mean, std, io)
-    assert (zero, error) == want[1:] and scale == pytest.approx(want[0], rel=1e-12)
+    record = input_quantization(scale, zero, mean, std, io)
+    assert (record["pixel_zero_point"], record["zero_point_error_pixels"]) == want
+    with pytest.raises(EdgekitError, match="its scale is 0.01, not 1/std"):
+        input_quantization(0.01, zero, mean, std, io)
