@@ -110,6 +110,20 @@ class BundleRun:
         """The reference's outputs on the fidelity images (or None when there is nothing to compare)."""
         raise NotImplementedError
 
+    def build_preprocessing(self, build):
+        """How pixels become ``build``'s input (the model's own preprocessing, unless a subclass says)."""
+        return self.info.preprocessing
+
+    def build_inputs(self, inputs, build):
+        """``inputs`` (made with the model's preprocessing) as ``build``'s preprocessing makes them."""
+        before, after = self.info.preprocessing, self.build_preprocessing(build)
+        if (before["mean"], before["std"]) == (after["mean"], after["std"]):
+            return inputs
+        c = self.input_shape[-1]
+        m0, s0, m1, s1 = (np.asarray(v[:c], np.float32) for v in (before["mean"], before["std"], after["mean"],
+                                                                   after["std"]))
+        return [((x * s0 + m0) - m1) / s1 for x in inputs]
+
     def versions(self):
         """The tools that made the bundles, for the manifest."""
         out = {"edgekit": __version__, "numpy": np.__version__, "python": platform.python_version()}
@@ -190,7 +204,7 @@ class BundleRun:
             "format": FORMAT, "name": os.path.basename(self.targets[build][0]), "precision": precision,
             "source": info.source,
             "input": dict(tensor_record(interp.input) if interp else dict(float_io, shape=self.input_shape),
-                          preprocessing=info.preprocessing),
+                          preprocessing=self.build_preprocessing(build)),
             "output": tensor_record(interp.output) if interp else dict(float_io, shape=[1, classes]),
             "num_classes": classes, "params": int(info.params), "macs": int(info.macs),
             "fidelity": fid, "settings": dict(self.settings.hashed(precision, quantizer), precision=precision),
@@ -222,7 +236,7 @@ class BundleRun:
         reference = self.reference()
         if reference is None:
             return None
-        tfl = self._outputs[build] = np.stack([interp.predict(x) for x in self.fid_inputs])
+        tfl = self._outputs[build] = np.stack([interp.predict(x) for x in self.build_inputs(self.fid_inputs, build)])
         # True or False when the source says (a zoo model's weights), else None: not known
         return dict(fidelity(reference, tfl), trained_weights=self.info.source.get("trained"))
 

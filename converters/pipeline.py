@@ -22,6 +22,7 @@ from device_bench.images import list_images
 from device_bench.manifest import MANIFEST_NAME
 from device_bench.options import (ALL_PRECISIONS, CALIBRATED, DEFAULT_CALIBRATION_COUNT, DEFAULT_IO, PRECISIONS,
                                   QUANTIZERS)
+from device_bench.predict import temporary_predictor
 from device_bench.records import Bundle
 from device_bench.safe_write import refuse_existing
 from device_bench.silence import quiet_stderr
@@ -143,20 +144,26 @@ def build_bundles(info, settings, open_run, progress=to_stderr):
     return sorted(kept + made, key=lambda b: order[(b.precision, b.quantizer)])
 
 
-def convert_model(model, info, settings, progress=to_stderr):
-    """Write OUTDIR/NAME_PRECISION/ for each precision of a Keras model; one Bundle each."""
+def convert_model(model, info, settings, progress=to_stderr, folding=None):
+    """Write OUTDIR/NAME_PRECISION/ for each precision of a Keras model; one Bundle each. With ``folding``
+    (converters.folding.Folding) ``model`` is its model on raw pixels, and TFLiteConverter's full-integer
+    builds of a one-mean-one-std normalization hold it in their input's quantization instead."""
     return build_bundles(info, settings, lambda targets, todo: _Conversion(model, info, settings, targets, todo,
-                                                                          progress), progress)
+                                                                          progress, folding), progress)
 
 
 class _Conversion(BundleRun):
     """One Keras model's conversion: the SavedModel, and the Keras outputs every build is compared with."""
 
-    def __init__(self, model, info, settings, targets, todo, progress):
-        self.model = model
+    def __init__(self, model, info, settings, targets, todo, progress, folding=None):
+        self.model, self.folding = model, folding
         super().__init__(info, settings, targets, todo, progress, [1, *model.input_shape[1:]],
                          int(model.output_shape[-1]))
         self._fp32 = None
+        # the per-layer report compares tensors fed the same float pixels: it keeps the folded graph
+        self.input_quantized = (folding is not None and folding.scalar and settings.io != "float32"
+                                and ("int8", "tflite") in todo and not settings.layer_report)
+        self._input_records = {}
 
     def __enter__(self):
         super().__enter__()
@@ -165,6 +172,9 @@ class _Conversion(BundleRun):
         try:
             with quiet_stderr():
                 export_saved_model(self.model, self.saved)
+                if self.input_quantized:
+                    self.saved_unfolded = os.path.join(self.tmp.name, "saved_model_unfolded")
+                    export_saved_model(self.folding.unfolded, self.saved_unfolded)
         except BaseException as e:
             self.tmp.cleanup()
             if isinstance(e, (EdgekitError, KeyboardInterrupt)) or not isinstance(e, Exception):
@@ -185,6 +195,8 @@ class _Conversion(BundleRun):
         """TFLiteConverter at ``precision`` (fp32 converted once, also for the LiteRT quantizer)."""
         if precision == "fp32" and self._fp32 is not None:
             return self._fp32
+        if precision == "int8" and self.input_quantized:
+            return self._input_quantized_int8()
         with quiet_stderr():
             data = convert(self.saved, precision, representative=(lambda: iter(self.anchored_calibration()))
                            if precision == "int8" else None,
@@ -192,6 +204,39 @@ class _Conversion(BundleRun):
         if precision == "fp32":
             self._fp32 = data
         return data
+
+    def _input_quantized_int8(self):
+        """The model without its normalization, calibrated on normalized pixels (0 and 255 among them): its
+        input holds the normalization in its scale and zero point, raw pixels in and no op spent on them."""
+        from converters.folding import input_quantization
+        f = self.folding
+        mean, std = np.float32(f.mean[0]), np.float32(f.std[0])
+        with quiet_stderr():
+            data = convert(self.saved_unfolded, "int8", representative=lambda: ((b - mean) / std for b in
+                                                                                 self.anchored_calibration()),
+                           io=self.settings.io, allow_tf_ops=self.settings.allow_tf_ops)
+        with temporary_predictor(data) as interp:
+            scale, zero = interp.input["quantization"]
+        self._input_records[("int8", "tflite")] = input_quantization(scale, zero, f.mean[0], f.std[0],
+                                                                     self.settings.io)
+        return data
+
+    def build_preprocessing(self, build):
+        """How pixels become this build's input: raw pixels for every folded build; for an input-quantized
+        one, (pixel - zero point) * scale, which its uint8 input takes back to the raw pixel exactly."""
+        prep = self.info.preprocessing
+        if self.folding is None:
+            return prep
+        folded = dict(prep["folded"], method=self.folding.method)
+        if self.folding.reason:
+            folded["not_in_first_conv"] = self.folding.reason
+        record = self._input_records.get(build)
+        if record is None:
+            return dict(prep, folded=folded)
+        folded.update(method=record["method"], zero_point_error_pixels=record["zero_point_error_pixels"])
+        n = len(prep["mean"])
+        return dict(prep, mean=[float(record["pixel_zero_point"])] * n, std=[self.folding.std[0]] * n,
+                    folded=folded)
 
     def float_bytes(self):
         """The fp32 conversion, which the LiteRT quantizer and the per-layer report start from."""

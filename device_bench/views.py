@@ -162,6 +162,21 @@ def _tensor_line(t):
             + (f", scale {q['scale']:.6g}, zero point {q['zero_point']}" if q else ""))
 
 
+FOLDED_INTO = {"input_quantization": "the input's scale and zero point", "first_conv": "the first convolution",
+               "rescaling": "a Rescaling layer (a MUL and an ADD over every pixel)"}
+
+
+def folded_view(folded):
+    """', folded from tf into ...': where the normalization went, and what that costs in accuracy or time."""
+    into = FOLDED_INTO.get(folded.get("method"))
+    text = f", folded from {folded['mode']}" + (f" into {into}" if into else "")
+    if folded.get("zero_point_error_pixels"):
+        text += f" (zero point {folded['zero_point_error_pixels']:g} pixel from the mean)"
+    if folded.get("not_in_first_conv") and folded.get("method") == "rescaling":
+        text += f" ({folded['not_in_first_conv']})"
+    return text
+
+
 def render_inspection(d):
     """`inspect` as text: what an app or a board will see in the model file."""
     lines = [f"{d['model_file']}  ({d['file_size'] / 1e6:.2f} MB, read with {d['runtime']['name']} "
@@ -189,7 +204,7 @@ def render_inspection(d):
         prep = m["input"]["preprocessing"]
         lines.append(f"edgekit manifest: {m['name']}, {m['precision']}, preprocessing {prep.get('mode')} "
                      f"(mean {prep['mean']}, std {prep['std']}, {prep['color_order']})"
-                     + (f", folded from {prep['folded']['mode']}" if prep.get("folded") else "")
+                     + (folded_view(prep["folded"]) if prep.get("folded") else "")
                      + (f", {m.get('params'):,} parameters, {m.get('macs') / 1e6:.1f}M multiply-adds"
                         if m.get("params") and m.get("macs") else ""))
     else:

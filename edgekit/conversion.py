@@ -54,13 +54,19 @@ def convert(model: Any, precisions: Union[str, Sequence[str]] = ("fp32",), outdi
     trained_on = info.source.get("dataset")  # a model from edgekit train: calibrate on its own images
     if calibration is None and trained_on and os.path.isdir(trained_on):
         settings.calibration_dir = trained_on
+    folding = None
     if fold_preprocessing if fold_preprocessing is not None else info.source["kind"] == "zoo":
-        from converters.folding import fold_preprocessing as fold
-        keras_model, info.preprocessing = fold(keras_model, info.preprocessing)
+        from converters.folding import RESCALING_NOTE, fold_preprocessing as fold
+        folding, info.preprocessing = fold(keras_model, info.preprocessing)
+        keras_model = folding.model
+        if folding.method == "rescaling":
+            but = " (but int8 with uint8 or int8 input: its input quantization)" if folding.scalar else ""
+            progress(f"note: {info.name}: the normalization could not go into the first convolution "
+                     f"({folding.reason}){but}: {RESCALING_NOTE}")
     elif len(set(info.preprocessing["mean"])) > 1 or len(set(info.preprocessing["std"])) > 1:
         progress(f"warning: {info.name}: per-channel normalization without --fold-preprocessing: MediaPipe "
                  f"Tasks will refuse these bundles' float inputs")
-    return ConvertResult(info.name, info.source, convert_model(keras_model, info, settings, progress))
+    return ConvertResult(info.name, info.source, convert_model(keras_model, info, settings, progress, folding))
 
 
 def quantize(model: PathLike, precisions: Union[str, Sequence[str]] = ("int8",), outdir: PathLike = ".", *,

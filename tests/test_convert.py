@@ -92,6 +92,72 @@ def test_user_model_io_and_preprocessing(invoke, tmp_path):
     assert wrong.exit_code == 1 and "got --size 64" in wrong.output
 
 
+def _tflite_outputs(bundle, batches):
+    """The raw outputs of a bundle's model.tflite in LiteRT on the given (already typed) inputs."""
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(str(bundle / "model.tflite"), num_threads=1)
+    it.allocate_tensors()
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    out = []
+    for x in batches:
+        it.set_tensor(i["index"], x.astype(i["dtype"]))
+        it.invoke()
+        out.append(it.get_tensor(o["index"]).copy())
+    return np.stack(out)
+
+
+def test_folding_costs_no_op(invoke, tmp_path):
+    """A user's model with a SAME first convolution (odd size: padded on both sides), folded: the float
+    build takes raw pixels through an explicit pad of the mean and the folded convolution, and computes
+    what the unfolded build computes on normalized pixels to float error; the int8 build has no op for
+    the normalization at all, its uint8 input holding it (scale 1/127.5, zero point 127: half a pixel from
+    the mean, recorded and shown). A model whose first layer is not a convolution keeps a Rescaling, and
+    the output says so."""
+    import keras
+    from converters.tflite_graph import op_sequence
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((15, 15, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(inp)
+    x = keras.layers.BatchNormalization(beta_initializer="random_normal")(x)
+    x = keras.layers.Flatten()(keras.layers.ReLU()(x))
+    keras.Model(inp, keras.layers.Dense(4, activation="softmax")(x)).save(tmp_path / "same.keras")
+    common = ["--mean", "127.5", "--std", "127.5", "--calibration", SAMPLES, "--json"]
+    r = invoke("convert", tmp_path / "same.keras", "--fold-preprocessing", "-p", "fp32", "-p", "int8", "-o",
+               tmp_path / "folded", *common)
+    assert r.exit_code == 0, r.output
+    u = invoke("convert", tmp_path / "same.keras", "--no-fold-preprocessing", "-p", "fp32", "-o",
+               tmp_path / "unfolded", *common)
+    assert u.exit_code == 0, u.output
+    fp32, int8 = tmp_path / "folded" / "same_fp32", tmp_path / "folded" / "same_int8"
+    assert op_sequence((fp32 / "model.tflite").read_bytes())[:2] == ["PADV2", "CONV_2D"]
+    ops = op_sequence((int8 / "model.tflite").read_bytes())
+    assert ops[:2] == ["QUANTIZE", "CONV_2D"] and "MUL" not in ops and "ADD" not in ops
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 1, 15, 15, 3)).astype(np.float32)
+    want = _tflite_outputs(tmp_path / "unfolded" / "same_fp32", (pixels - 127.5) / 127.5)
+    got = _tflite_outputs(fp32, pixels)
+    assert np.abs(want - got).max() <= 1e-5, np.abs(want - got).max()  # a border padded with 0 differs by ~0.1
+    m = json.loads((int8 / "edgekit.json").read_text())
+    assert (m["input"]["dtype"], m["input"]["zero_point"]) == ("uint8", 127)
+    assert m["input"]["scale"] == pytest.approx(1 / 127.5, rel=1e-6)
+    folded = m["input"]["preprocessing"]["folded"]
+    assert folded["method"] == "input_quantization" and folded["zero_point_error_pixels"] == 0.5
+    # the device side feeds a raw pixel as itself: (pixel - 127) / 127.5 quantized back is the pixel
+    assert m["input"]["preprocessing"]["mean"] == [127.0] * 3 and m["input"]["preprocessing"]["std"] == [127.5] * 3
+    shown = invoke("inspect", int8)
+    assert "into the input's scale and zero point (zero point 0.5 pixel from the mean)" in shown.stdout
+    quantized = _tflite_outputs(int8, pixels).astype(np.float32) * m["output"]["scale"]
+    assert np.mean(quantized.argmax(-1) == want.argmax(-1)) >= 0.75  # int8 on random weights: near ties flip
+    dense = keras.Input((8, 8, 3))
+    flat = keras.layers.Flatten()(dense)
+    keras.Model(dense, keras.layers.Dense(3, activation="softmax")(flat)).save(tmp_path / "dense.keras")
+    d = invoke("convert", tmp_path / "dense.keras", "--fold-preprocessing", "--preprocessing", "torch", "-p", "fp32",
+               "-o", tmp_path / "dense", "--json")
+    assert d.exit_code == 0, d.output
+    assert "could not go into the first convolution (the first layer is Flatten" in d.stderr
+    assert "MUL and an ADD over every input pixel" in d.stderr
+    assert "MUL" in op_sequence((tmp_path / "dense" / "dense_fp32" / "model.tflite").read_bytes())
+
+
 def test_unsupported_op_is_named(invoke, tmp_path):
     import keras
     import tensorflow as tf

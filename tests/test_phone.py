@@ -112,15 +112,18 @@ def test_inspect_shows_what_a_device_sees(invoke, tiny_bundles, blocked_env):
     from conftest import run_device
     bundle = tiny_bundles[("mobilenet_v2", "int8")]
     d = json.loads(invoke("inspect", bundle, "--json").stdout)
+    # raw pixels, as apps feed them: the input's scale and zero point hold the normalization (x - 127.5) / 127.5
     assert d["inputs"] == [{"name": "image", "dtype": "uint8", "shape": [1, 64, 64, 3],
-                            "quantization": {"scale": 1.0, "zero_point": 0}}]  # raw pixels, as apps feed them
+                            "quantization": {"scale": pytest.approx(1 / 127.5, rel=1e-6), "zero_point": 127}}]
     assert d["outputs"][0]["name"] == "probabilities" and d["outputs"][0]["dtype"] == "uint8"
     assert d["signatures"] == {"serving_default": {"inputs": ["image"], "outputs": ["probabilities"]}}
     meta = d["standard_metadata"]
-    assert meta["input"]["color_space"] == "RGB" and meta["input"]["mean"] == [0.0] and meta["input"]["std"] == [1.0]
+    assert meta["input"]["color_space"] == "RGB" and meta["input"]["mean"] == [127.0] and meta["input"]["std"] == [127.5]
     assert meta["packed_files"] == {"labels.txt": len((bundle / "labels.txt").read_bytes())}
     assert meta["output"]["associated_files"][0]["type"] == "TENSOR_AXIS_LABELS"
-    assert d["manifest"]["input"]["preprocessing"]["folded"]["mode"] == "tf" and d["labels"] == 10
+    folded = d["manifest"]["input"]["preprocessing"]["folded"]
+    assert folded["mode"] == "tf" and folded["method"] == "input_quantization" and d["labels"] == 10
+    assert "MUL" not in d["ops"]
     assert d["ops"]["CONV_2D"] > 10 and 0 < d["xnnpack_ops"]["CONV_2D"] <= d["ops"]["CONV_2D"]
     assert sum(d["ops"].values()) == d["total_nodes"] >= d["delegated_nodes"] > 0
     text = invoke("inspect", bundle)

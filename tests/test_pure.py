@@ -504,3 +504,59 @@ def test_train_settings_refuses(options, message):
 def test_steps_per_epoch_counts_the_short_last_batch(n, batch, steps):
     data = Data(x=np.zeros((n, 1), np.float32), y=np.zeros(n, np.int64), xv=None, yv=None)
     assert steps_per_epoch(data, TrainSettings(batch_size=batch)) == steps
+
+
+# --- folding the normalization: into the first convolution, into the input's quantization ----------------
+
+def _first_conv_model(keras, size, padding, first="conv"):
+    L = keras.layers
+    x = inp = keras.Input((size, size, 3))
+    x = L.Conv2D(6, 3, strides=2, padding=padding, use_bias=False)(x) if first == "conv" else L.Dense(4)(x)
+    x = L.BatchNormalization(beta_initializer="random_normal", moving_mean_initializer="random_normal")(x)
+    return keras.Model(inp, L.Dense(5)(L.Flatten()(x)))
+
+
+@pytest.mark.parametrize("size,padding,mode", [(9, "same", "tf"), (10, "same", "tf"), (10, "valid", "torch"),
+                                               (9, "same", "caffe")])
+def test_first_conv_folding_is_exact(keras, size, padding, mode):
+    """The folded model on raw pixels computes what the model computes on normalized ones, borders included
+    (SAME: an explicit pad whose value is the mean; odd and even sizes pad differently)."""
+    from converters.folding import fold_preprocessing
+    model = _first_conv_model(keras, size, padding)
+    prep = make_preprocessing(mode)
+    if prep["color_order"] != "RGB":
+        with pytest.raises(EdgekitError, match="cannot fold BGR"):
+            fold_preprocessing(model, prep)
+        return
+    folding, raw = fold_preprocessing(model, prep)
+    assert folding.method == "first_conv" and folding.reason is None
+    assert raw["mean"] == [0.0] * 3 and raw["std"] == [1.0] * 3 and raw["folded"]["mode"] == mode
+    assert not any(type(layer).__name__ == "Rescaling" for layer in folding.model.layers)
+    pixels = np.random.default_rng(0).integers(0, 256, (3, size, size, 3)).astype(np.float32)
+    normalized = (pixels - np.float32(prep["mean"])) / np.float32(prep["std"])
+    want, got = model.predict(normalized, verbose=0), folding.model.predict(pixels, verbose=0)
+    assert np.abs(want - got).max() <= 1e-5 * max(1.0, np.abs(want).max()), np.abs(want - got).max()
+
+
+@pytest.mark.parametrize("first,padding,needle", [("conv", "same", "per-channel mean is not one pad value"),
+                                                  ("dense", "same", "the first layer is Dense")])
+def test_rescaling_where_the_first_conv_cannot_take_it(keras, first, padding, needle):
+    from converters.folding import fold_preprocessing
+    model = _first_conv_model(keras, 8, padding, first)
+    folding, _ = fold_preprocessing(model, make_preprocessing("torch"))
+    assert folding.method == "rescaling" and needle in folding.reason and not folding.scalar
+    assert [type(layer).__name__ for layer in folding.model.layers][:2] == ["InputLayer", "Rescaling"]
+
+
+@pytest.mark.parametrize("scale,zero,mean,std,io,want", [
+    (np.float32(1 / 127.5), 127, 127.5, 127.5, "uint8", (127, 0.5)), (np.float32(1 / 127.5), -1, 127.5, 127.5,
+                                                                      "int8", (127, 0.5)),
+    (np.float32(1 / 128), 128, 128.0, 128.0, "uint8", (128, 0.0)), (np.float32(1 / 255), -128, 0.0, 255.0, "int8",
+                                                                    (0, 0.0))])
+def test_input_quantization_holds_the_normalization(scale, zero, mean, std, io, want):
+    """A raw pixel q means (q - zero point) * scale: the zero point in pixels and its distance from the mean."""
+    from converters.folding import input_quantization
+    record = input_quantization(scale, zero, mean, std, io)
+    assert (record["pixel_zero_point"], record["zero_point_error_pixels"]) == want
+    with pytest.raises(EdgekitError, match="its scale is 0.01, not 1/std"):
+        input_quantization(0.01, zero, mean, std, io)
