@@ -164,3 +164,117 @@ def test_unsupported_layer_is_named_with_how_to_keep_it():
     assert [g.name for g in plan.prunable()] == ["conv2"]
     with pytest.raises(Exception, match="--keep nothere: .* no layer"):
         surgery.analyze(model, keep=["nothere"])
+
+
+# -- the NetAdapt loop through the CLI ----------------------------------------------------------------------
+
+PREP = {"mode": "tf", "mean": [127.5] * 3, "std": [127.5] * 3, "color_order": "RGB", "resize": "bilinear",
+        "crop_fraction": 1.0}
+
+
+def _one_line_error(result, *words):
+    """Exit 1, one 'Error: ...' line, no traceback, no training."""
+    assert result.exit_code == 1, result.output
+    errors = [l for l in result.output.splitlines() if l.startswith("Error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert "epoch" not in result.output and "channels step" not in result.output
+    for w in words:
+        assert w in errors[0], errors[0]
+    return errors[0]
+
+
+def _save(model, path):
+    from edgekit.zoo.meta import save_model
+    return save_model(model, path, {"preprocessing": PREP, "labels": [str(i) for i in range(10)]})
+
+
+@pytest.fixture(scope="module")
+def small_cnn(tmp_path_factory):
+    """Three 3x3 convolutions at 32 px: the two wide ones dominate latency, so a 1.5x speed-up is far from the
+    floor; a shared latency cache (EDGEKIT_CACHE_DIR) lets later tests reuse what earlier ones measured."""
+    import keras
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = inputs
+    for name, filters in (("c1", 16), ("c2", 48), ("c3", 48)):
+        x = keras.layers.Conv2D(filters, 3, padding="same", name=name)(x)
+        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = keras.layers.ReLU(name=f"{name}_relu")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="head")(x), name="small_cnn")
+    folder = tmp_path_factory.mktemp("small_cnn")
+    return _save(model, folder / "cnn.keras"), folder / "cache"
+
+
+@pytest.fixture
+def latency_cache(small_cnn, monkeypatch):
+    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(small_cnn[1]))
+
+
+@pytest.mark.slow
+def test_loop_stops_at_the_target_and_writes_a_smaller_plain_model(small_cnn, latency_cache, invoke, digits,
+                                                                   tmp_path):
+    import json
+    import keras
+    out = tmp_path / "thin.keras"
+    result = invoke("compress", small_cnn[0], digits["train"], "--method", "channels", "--speedup", 1.5,
+                    "--epochs", 1, "--augment", "none", "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    d = record["steps"][0]["details"]
+    print(json.dumps({k: v for k, v in d.items() if k != "history"}, indent=1))
+    assert record["steps"][0]["stage"] == "pruned-channels-1.5x"
+    # the loop's own stopping rule, on its own measurements: every step before the last above the target
+    assert d["target_met"] and d["steps"] and d["final_ms"] <= d["target_ms"] == pytest.approx(d["base_ms"] / 1.5)
+    assert all(s["p50_ms"] > d["target_ms"] for s in d["steps"][:-1]) and d["steps"][-1]["p50_ms"] <= d["target_ms"]
+    assert len(d["history"]) >= 1 and all(np.isfinite(h["loss"]) for h in d["history"])
+    for s in d["steps"]:
+        assert 1 <= s["after"] < s["before"] and s["group"] in ("c1", "c2", "c3")
+    assert "channels step 1: " in result.stderr if hasattr(result, "stderr") else True
+    model = keras.saving.load_model(out, safe_mode=True)
+    widths = {g["group"]: g["kept"] for g in d["groups"]}
+    assert {n: model.get_layer(n).filters for n in ("c1", "c2", "c3")} == widths
+    assert model.count_params() < keras.saving.load_model(small_cnn[0]).count_params()
+    from edgekit.zoo.meta import read_model_meta
+    meta = read_model_meta(out)
+    assert meta["labels"] == [str(i) for i in range(10)] and meta["preprocessing"]["mode"] == "tf"
+    before, after = record["measurements"]
+    assert after["tflite_bytes"] < before["tflite_bytes"]  # fewer channels: a smaller raw file, unlike --method prune
+
+
+def test_speedup_at_most_one_and_missing_goal(small_cnn, invoke, digits, tmp_path):
+    for extra, words in ((["--speedup", 1], ("--speedup must be greater than 1",)),
+                         (["--speedup", 0.5], ("--speedup",)),
+                         ([], ("--target-latency-ms or --speedup",)),
+                         (["--speedup", 2, "--target-latency-ms", 1], ("one of",))):
+        _one_line_error(invoke("compress", small_cnn[0], digits["train"], "--method", "channels", *extra,
+                               "-o", tmp_path / "x.keras"), *words)
+    _one_line_error(invoke("compress", small_cnn[0], digits["train"], "--method", "prune", "--speedup", 2,
+                           "-o", tmp_path / "x.keras"), "apply to --method channels")
+
+
+def test_no_prunable_layer_and_unsupported_layer(invoke, digits, tmp_path):
+    import keras
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(10, 3, name="only")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    _save(keras.Model(inputs, keras.layers.Activation("softmax")(x), name="bare"), tmp_path / "bare.keras")
+    _one_line_error(invoke("compress", tmp_path / "bare.keras", digits["train"], "--method", "channels",
+                           "--speedup", 2, "-o", tmp_path / "x.keras"), "no prunable channels")
+    x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+    x = keras.layers.LayerNormalization(name="odd_norm")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    _save(keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x)), tmp_path / "odd.keras")
+    _one_line_error(invoke("compress", tmp_path / "odd.keras", digits["train"], "--method", "channels",
+                           "--speedup", 2, "-o", tmp_path / "x.keras"), "'odd_norm' (LayerNormalization)",
+                    "--keep conv")
+
+
+@pytest.mark.slow
+def test_target_already_met_or_below_the_measured_floor(small_cnn, latency_cache, invoke, digits, tmp_path):
+    met = _one_line_error(invoke("compress", small_cnn[0], digits["train"], "--method", "channels",
+                                 "--target-latency-ms", 10000, "-o", tmp_path / "x.keras"), "already meets the target")
+    floor = _one_line_error(invoke("compress", small_cnn[0], digits["train"], "--method", "channels",
+                                   "--target-latency-ms", 1e-6, "-o", tmp_path / "x.keras"), "below the floor",
+                            "one channel")
+    print(met, floor, sep="\n")

@@ -89,9 +89,9 @@ class _Tracer:
 
 
 def _node_tensors(layer, model):
-    """(input KerasTensors, output KerasTensors) of the layer's one call in ``model``."""
-    nodes = [n for n in layer._inbound_nodes if any(id(t) in model._tensor_ids for t in n.output_tensors)] \
-        if hasattr(model, "_tensor_ids") else layer._inbound_nodes
+    """(input KerasTensors, output KerasTensors) of the layer's one call in ``model`` (a layer may also be
+    called in other models: its nodes there are not this model's; keys as keras.src.ops.function makes them)."""
+    nodes = [n for i, n in enumerate(layer._inbound_nodes) if f"{id(layer)}_ib-{i}" in model._nodes]
     if len(nodes) != 1:
         raise EdgekitError(f"layer {layer.name!r} is called {len(nodes)} times; channel pruning needs each layer "
                            f"used once (exclude it with --keep {layer.name})")
@@ -109,29 +109,22 @@ def analyze(model, keep=()):
     unknown = sorted(keep - names)
     if unknown:
         raise EdgekitError(f"--keep {unknown[0]}: {model.name} has no layer of that name")
-    model._tensor_ids = set()
-    for layer in model.layers:
-        for node in layer._inbound_nodes:
-            model._tensor_ids.update(id(t) for t in node.output_tensors)
     t = _Tracer()
     maps, inputs, outputs = {}, {}, {}
-    try:
-        for layer in model.layers:
-            ins, outs = _node_tensors(layer, model) if layer._inbound_nodes else ([], [])
-            kind = type(layer).__name__
-            in_maps = [maps[id(x)] for x in ins if id(x) in maps]
-            if ins and len(in_maps) != len(ins):
-                raise EdgekitError(f"layer {layer.name!r} reads a tensor from outside the model's graph")
-            if in_maps:
-                inputs[layer.name] = in_maps[0]
-            out = _trace_layer(t, layer, kind, in_maps, outs, keep)
-            if isinstance(out, int):
-                outputs[layer.name] = out
-                out = [(out, int(outs[0].shape[-1]))]
-            for o in outs:
-                maps[id(o)] = out
-    finally:
-        del model._tensor_ids
+    for layer in model.layers:
+        ins, outs = _node_tensors(layer, model) if layer._inbound_nodes else ([], [])
+        kind = type(layer).__name__
+        in_maps = [maps[id(x)] for x in ins if id(x) in maps]
+        if ins and len(in_maps) != len(ins):
+            raise EdgekitError(f"layer {layer.name!r} reads a tensor from outside the model's graph")
+        if in_maps:
+            inputs[layer.name] = in_maps[0]
+        out = _trace_layer(t, layer, kind, in_maps, outs, keep)
+        if isinstance(out, int):
+            outputs[layer.name] = out
+            out = [(out, int(outs[0].shape[-1]))]
+        for o in outs:
+            maps[id(o)] = out
     for x in model.outputs:
         t.freeze(maps[id(x)], "reaches the model's output")
     for name, cmap in inputs.items():
