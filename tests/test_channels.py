@@ -217,22 +217,22 @@ def test_loop_stops_at_the_target_and_writes_a_smaller_plain_model(small_cnn, la
     import json
     import keras
     out = tmp_path / "thin.keras"
-    result = invoke("compress", small_cnn[0], digits["train"], "--method", "channels", "--speedup", 1.5,
+    result = invoke("compress", small_cnn[0], digits["train"], "--method", "channels", "--speedup", 1.25,
                     "--epochs", 1, "--augment", "none", "-o", out, "--json")
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     d = record["steps"][0]["details"]
     print(json.dumps({k: v for k, v in d.items() if k != "history"}, indent=1))
-    assert record["steps"][0]["stage"] == "pruned-channels-1.5x"
+    assert record["steps"][0]["stage"] == "pruned-channels-1.25x"
     # the loop's own stopping rule, on its own measurements: every step before the last above the target
-    assert d["target_met"] and d["steps"] and d["final_ms"] <= d["target_ms"] == pytest.approx(d["base_ms"] / 1.5)
+    assert d["target_met"] and d["steps"] and d["final_ms"] <= d["target_ms"] == pytest.approx(d["base_ms"] / 1.25)
     assert all(s["p50_ms"] > d["target_ms"] for s in d["steps"][:-1]) and d["steps"][-1]["p50_ms"] <= d["target_ms"]
     assert len(d["history"]) >= 1 and all(np.isfinite(h["loss"]) for h in d["history"])
     for s in d["steps"]:
         assert 1 <= s["after"] < s["before"] and s["group"] in ("c1", "c2", "c3")
-    assert "channels step 1: " in result.stderr if hasattr(result, "stderr") else True
     model = keras.saving.load_model(out, safe_mode=True)
     widths = {g["group"]: g["kept"] for g in d["groups"]}
+    assert {g["group"]: g["channels"] for g in d["groups"]} == {"c1": 16, "c2": 48, "c3": 48}
     assert {n: model.get_layer(n).filters for n in ("c1", "c2", "c3")} == widths
     assert model.count_params() < keras.saving.load_model(small_cnn[0]).count_params()
     from edgekit.zoo.meta import read_model_meta

@@ -142,6 +142,21 @@ def _candidates(model, plan, table, budget):
     return sorted(found, key=lambda c: (c[1] - c[2]) / c[1])[:CANDIDATES]
 
 
+def _best_candidate(model, plan, found, data, settings, seed):
+    """Each candidate pruned from ``model`` and briefly fine-tuned; (top-1, group, before, after, model) of
+    the one with the best held-out top-1."""
+    from edgekit.training import surgery
+    scores = surgery.importance(model, plan)
+    widths_now = surgery.channel_widths(model, plan)
+    best = None
+    for g, before, after in found:
+        candidate = surgery.prune_channels(model, plan, surgery.keep_strongest(plan, scores, {**widths_now, g.id: after}))
+        acc = _short_tune(candidate, data, settings, seed)
+        if best is None or acc > best[0]:
+            best = (acc, g, before, after, candidate)
+    return best
+
+
 def netadapt(model, data, settings, start, goal, progress, bar=False):
     """Prune ``model`` step by step until its measured latency meets the target; returns (model, details)."""
     from edgekit.training import surgery
@@ -164,16 +179,7 @@ def netadapt(model, data, settings, start, goal, progress, bar=False):
         if not found:
             stopped = "no group can lose more channels"
             break
-        scores = surgery.importance(current, plan)
-        widths_now = surgery.channel_widths(current, plan)
-        best = None
-        for g, before, after in found:
-            kept = surgery.keep_strongest(plan, scores, {**widths_now, g.id: after})
-            candidate = surgery.prune_channels(current, plan, kept)
-            acc = _short_tune(candidate, data, settings, settings.seed + step)
-            if best is None or acc > best[0]:
-                best = (acc, g, before, after, candidate)
-        acc, g, before, after, candidate = best
+        acc, g, before, after, candidate = _best_candidate(current, plan, found, data, settings, settings.seed + step)
         if goal.max_top1_drop is not None and (base_top1 - acc) * 100 > goal.max_top1_drop:
             stopped = (f"--max-top1-drop {goal.max_top1_drop:g}: the best step ({g.name} {before} -> {after}) "
                        f"left held-out top-1 at {acc:.2%}, from {base_top1:.2%}")
@@ -201,6 +207,7 @@ def netadapt(model, data, settings, start, goal, progress, bar=False):
         "floor_ms": start.floor_ms, "target_ms": start.target_ms, "final_ms": current_ms, "target_met": met,
         "stopped": stopped, "base_top1": base_top1, "top1": top1(current, data.xv, data.yv), "steps": steps,
         "history": history, "models_measured": start.meter.measured, "table_ms_per_channel": table,
-        "groups": [{"group": g.name, "channels": g.size, "kept": widths[g.id]} for g in plan.prunable()],
+        "groups": [{"group": g.name, "channels": start.plan.groups[g.id].size, "kept": widths[g.id]}
+                   for g in plan.prunable()],
         "method": "NetAdapt: per-group latency table (half width, whole model, on the device), short fine-tune "
                   f"of {SHORT_BATCHES} batches per candidate, best held-out top-1 kept"}

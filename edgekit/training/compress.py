@@ -244,8 +244,7 @@ def compress_model(source, dataset, output, methods, options=None, *, sparsity=N
     ``output`` (.keras, preprocessing and labels kept). Returns a CompressResult.
 
     ``measure_stages=False`` skips converting and measuring each stage: a study measures the output itself.
-    ``speedup`` or ``target_latency_ms`` (with ``target``, ``precision``, ``max_top1_drop``, ``keep``) drive
-    --method channels (edgekit.training.channels)."""
+    ``speedup`` or ``target_latency_ms`` (and ``target``, ``precision``, ...) drive --method channels."""
     from edgekit.training.channels import ChannelGoal
     from edgekit.training.distill import DEFAULT_LABEL_WEIGHT, DEFAULT_TEMPERATURE
     from edgekit.zoo.meta import check_keras_output, save_model
@@ -260,20 +259,14 @@ def compress_model(source, dataset, output, methods, options=None, *, sparsity=N
     t0 = time.time()
     model, info, meta, settings, listing = _load_input(source, dataset, options or {}, mean, std, preprocessing, crop,
                                                        unsafe)
-    student_model = student_prep = None
-    if "distill" in methods:
-        student_model, student_prep, _ = build_student(student, model, info.preprocessing, str(source), alpha=alpha,
-                                                       size=size, seed=settings.seed, unsafe=unsafe)
-    elif alpha is not None or size is not None:
-        raise EdgekitError("--alpha and --size describe the --student of --method distill")
-    start = _precheck(methods, model, student_model, goal, progress, ssh_config)
+    student_model, student_prep, start = _before_training(methods, model, info, source, student, alpha, size,
+                                                          settings, goal, progress, ssh_config, unsafe)
     _, keras = import_tf()
     stage = _Stage(model, info.preprocessing, load_data(listing, model.input_shape[1:], info.preprocessing, progress),
                    "input")
+    channels = {"channels": asdict(goal)} if "channels" in methods else {}
     result = CompressResult(path=output, source=str(source), methods=methods, labels=listing.labels,
-                            counts=listing.counts(), settings=dict(asdict(settings), sparsity=sparsity, **opts,
-                                                                   **({"channels": asdict(goal)} if "channels" in methods
-                                                                      else {})))
+                            counts=listing.counts(), settings=dict(asdict(settings), sparsity=sparsity, **opts, **channels))
     kept = {k: v for k, v in meta.items() if k not in ("format", "compression", "preprocessing", "labels")}
 
     def stage_meta(stage, history):
@@ -302,6 +295,19 @@ def compress_model(source, dataset, output, methods, options=None, *, sparsity=N
     progress(f"wrote {output}")
     result.seconds = round(time.time() - t0, 1)
     return result
+
+
+def _before_training(methods, model, info, source, student, alpha, size, settings, goal, progress, ssh_config,
+                     unsafe):
+    """(distillation student, its preprocessing, channel pruning's measured start): all built and checked
+    before any training."""
+    student_model = student_prep = None
+    if "distill" in methods:
+        student_model, student_prep, _ = build_student(student, model, info.preprocessing, str(source), alpha=alpha,
+                                                       size=size, seed=settings.seed, unsafe=unsafe)
+    elif alpha is not None or size is not None:
+        raise EdgekitError("--alpha and --size describe the --student of --method distill")
+    return student_model, student_prep, _precheck(methods, model, student_model, goal, progress, ssh_config)
 
 
 def _run_step(method, stage, label, student_model, student_prep, listing, settings, sparsity, opts, progress, bar):
