@@ -218,7 +218,7 @@ def test_loop_stops_at_the_target_and_writes_a_smaller_plain_model(small_cnn, la
     import keras
     out = tmp_path / "thin.keras"
     result = invoke("compress", small_cnn[0], digits["train"], "--method", "channels", "--speedup", 1.25,
-                    "--epochs", 1, "--augment", "none", "-o", out, "--json")
+                    "--keep", "c1", "--epochs", 1, "--augment", "none", "-o", out, "--json")
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     d = record["steps"][0]["details"]
@@ -229,11 +229,12 @@ def test_loop_stops_at_the_target_and_writes_a_smaller_plain_model(small_cnn, la
     assert all(s["p50_ms"] > d["target_ms"] for s in d["steps"][:-1]) and d["steps"][-1]["p50_ms"] <= d["target_ms"]
     assert len(d["history"]) >= 1 and all(np.isfinite(h["loss"]) for h in d["history"])
     for s in d["steps"]:
-        assert 1 <= s["after"] < s["before"] and s["group"] in ("c1", "c2", "c3")
+        assert 1 <= s["after"] < s["before"] and s["group"] in ("c2", "c3")  # --keep c1
     model = keras.saving.load_model(out, safe_mode=True)
     widths = {g["group"]: g["kept"] for g in d["groups"]}
-    assert {g["group"]: g["channels"] for g in d["groups"]} == {"c1": 16, "c2": 48, "c3": 48}
-    assert {n: model.get_layer(n).filters for n in ("c1", "c2", "c3")} == widths
+    assert {g["group"]: g["channels"] for g in d["groups"]} == {"c2": 48, "c3": 48}
+    assert model.get_layer("c1").filters == 16
+    assert {n: model.get_layer(n).filters for n in ("c2", "c3")} == widths
     assert model.count_params() < keras.saving.load_model(small_cnn[0]).count_params()
     from edgekit.zoo.meta import read_model_meta
     meta = read_model_meta(out)
@@ -278,3 +279,11 @@ def test_target_already_met_or_below_the_measured_floor(small_cnn, latency_cache
                                    "--target-latency-ms", 1e-6, "-o", tmp_path / "x.keras"), "below the floor",
                             "one channel")
     print(met, floor, sep="\n")
+
+
+def test_variant_names_in_reports_and_studies():
+    from edgekit.study.config import _VARIANT_KEYS
+    from edgekit.training.compress import stage_label
+    assert stage_label(["channels"], None, 1.6) == "pruned-channels-1.6x"
+    assert stage_label(["channels", "qat"], None, None, 2.5) == "pruned-channels-2.5ms+qat"
+    assert {"speedup", "target_latency_ms", "max_top1_drop", "keep"} <= set(_VARIANT_KEYS)
