@@ -197,7 +197,8 @@ def compress(model: PathLike, dataset: PathLike, output: PathLike, methods: Sequ
                           std=std, preprocessing=preprocessing, crop=crop, unsafe=unsafe, force=force,
                           progress=progress, bar=progress_bar, speedup=speedup, target_latency_ms=target_latency_ms,
                           target=target, ssh_config=None if ssh_config is None else os.fspath(ssh_config),
-                          precision=precision, max_top1_drop=max_top1_drop, keep=tuple(keep))
+                          precision=precision, max_top1_drop=max_top1_drop,
+                          keep=(keep,) if isinstance(keep, str) else tuple(keep))
 
 
 def run(study: Any, outdir: Optional[PathLike] = None, *, force: bool = False,

@@ -243,8 +243,7 @@ def compress_model(source, dataset, output, methods, options=None, *, sparsity=N
     """Run the chain of ``methods`` on the model ``source`` with the class folders ``dataset``; write
     ``output`` (.keras, preprocessing and labels kept). Returns a CompressResult.
 
-    ``measure_stages=False`` skips converting and measuring each stage: a study measures the output itself.
-    ``speedup`` or ``target_latency_ms`` (and ``target``, ``precision``, ...) drive --method channels."""
+    ``measure_stages=False``: no stage measured (a study measures the output). ``speedup`` etc.: --method channels."""
     from edgekit.training.channels import ChannelGoal
     from edgekit.training.distill import DEFAULT_LABEL_WEIGHT, DEFAULT_TEMPERATURE
     from edgekit.zoo.meta import check_keras_output, save_model
@@ -253,7 +252,8 @@ def compress_model(source, dataset, output, methods, options=None, *, sparsity=N
     progress = progress or (lambda message: None)
     opts = {"temperature": DEFAULT_TEMPERATURE if temperature is None else temperature,
             "label_weight": DEFAULT_LABEL_WEIGHT if label_weight is None else label_weight, "baseline": baseline}
-    goal = ChannelGoal(target_latency_ms, speedup, target, precision, max_top1_drop, tuple(keep or ()))
+    goal = ChannelGoal(target_latency_ms, speedup, target, precision, max_top1_drop,
+                       (keep,) if isinstance(keep, str) else tuple(keep or ()))
     methods, sparsity = check_methods(methods, sparsity, student, opts["temperature"], opts["label_weight"], goal)
     output = check_keras_output(output, force)
     t0 = time.time()
