@@ -447,7 +447,7 @@ def _step_lines(step):
                 f"no faster; the gzip'd size does shrink)"]
     if step["method"] == "channels":
         return [f"channels: {len(d['steps'])} steps, {d['precision']} p50 {d['base_ms']:.3f} -> {d['final_ms']:.3f} ms "
-                f"(target {d['target_ms']:.3f}, floor {d['floor_ms']:.3f}) on {d['device']['target']}; held-out top-1 "
+                f"(target {d['target_ms']:.3f}, floor {d['floor_ms'] or float('nan'):.3f}) on {d['device']['target']}; held-out top-1 "
                 f"{d['base_top1']:.2%} -> {d['top1']:.2%}" + (f"; stopped: {d['stopped']}" if d["stopped"] else "")]
     if step["method"] == "distill":
         alone = d.get("student_alone_top1")

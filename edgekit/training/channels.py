@@ -87,15 +87,20 @@ def check_reachable(model, goal, progress, ssh_config=None):
     progress(f"channels: measuring {model.name} and its floor ({len(groups)} prunable groups at one channel) "
              f"at {goal.precision} on {meter.device['target']}")
     base_ms, floor_ms = meter.measure([model, floor])
+    if base_ms is None:
+        raise EdgekitError(f"{model.name}: its {goal.precision} build does not run on {meter.device['target']}")
     target_ms = goal.target_latency_ms if goal.target_latency_ms is not None else base_ms / goal.speedup
     where = f"{goal.precision} p50 on {meter.device['target']}"
     if base_ms <= target_ms:
         raise EdgekitError(f"{model.name} already meets the target: {where} is {base_ms:.3f} ms, target "
                            f"{target_ms:.3f} ms")
-    if floor_ms >= target_ms:
+    if floor_ms is None:
+        progress("channels: the floor (every group at one channel) does not run there; its check is skipped")
+    elif floor_ms >= target_ms:
         raise EdgekitError(f"target {target_ms:.3f} ms is below the floor: with every prunable group at one channel, "
                            f"{where} is {floor_ms:.3f} ms (start {base_ms:.3f} ms)")
-    progress(f"channels: start {base_ms:.3f} ms, floor {floor_ms:.3f} ms, target {target_ms:.3f} ms ({where})")
+    progress(f"channels: start {base_ms:.3f} ms, floor {floor_ms or float('nan'):.3f} ms, target {target_ms:.3f} ms "
+             f"({where})")
     return Start(plan, meter, base_ms, floor_ms, target_ms)
 
 
@@ -109,7 +114,8 @@ def latency_table(model, start, progress):
               for g in groups]
     progress(f"channels: latency table, {len(groups)} groups at half width, measured on {start.meter.device['target']}")
     figures = start.meter.measure(halves)
-    return {g.name: max(0.0, (start.base_ms - ms) / (g.size - g.size // 2)) for g, ms in zip(groups, figures)}
+    return {g.name: max(0.0, (start.base_ms - ms) / (g.size - g.size // 2)) if ms is not None else 0.0
+            for g, ms in zip(groups, figures)}
 
 
 def _short_tune(model, data, settings, seed):
@@ -185,8 +191,11 @@ def netadapt(model, data, settings, start, goal, progress, bar=False):
                        f"left held-out top-1 at {acc:.2%}, from {base_top1:.2%}")
             progress(f"channels: stopped early, {stopped}")
             break
-        [current_ms] = start.meter.measure([candidate])
-        current = candidate
+        [measured] = start.meter.measure([candidate])
+        if measured is None:
+            stopped = f"the best step ({g.name} {before} -> {after}) does not run on {start.meter.device['target']}"
+            break
+        current, current_ms = candidate, measured
         steps.append({"step": step, "group": g.name, "before": before, "after": after, "p50_ms": current_ms,
                       "top1": acc, "candidates": len(found)})
         progress(f"channels step {step}: {g.name} {before} -> {after} channels, p50 {current_ms:.3f} ms, "

@@ -105,13 +105,14 @@ class LatencyMeter:
             self.progress(f"latency cache not written ({e.strerror}): {path}")
 
     def measure(self, models):
-        """p50 in ms of each Keras model, in order; the cached ones are not measured again."""
+        """p50 in ms of each Keras model, in order (None where the runtime cannot run it: e.g. XNNPACK refusing
+        an int8 graph whose one-channel tensor got a zero range); the cached ones are not measured again."""
         cached = self._load_cache().get(self.fingerprint, {}).get("p50_ms", {})
         keys = [self._key(m) for m in models]
         todo = {k: m for k, m in zip(keys, models) if k not in cached}
         if todo:
             figures = self._bench(list(todo), [self._bundle(m) for m in todo.values()])
-            self._save_cache(figures)
+            self._save_cache({k: v for k, v in figures.items() if v is not None})
             cached = dict(cached, **figures)
         return [cached[k] for k in keys]
 
@@ -148,7 +149,9 @@ class LatencyMeter:
         figures = {}
         for key, row in zip(keys, rows):
             if row.get("error") or not row.get("latency_ms"):
-                raise EdgekitError(f"latency measurement failed on {self.device['target']}: {row.get('error')}")
-            figures[key] = float(row["latency_ms"]["p50"])
+                self.progress(f"latency not measured on {self.device['target']}: {row.get('error')}")
+                figures[key] = None
+            else:
+                figures[key] = float(row["latency_ms"]["p50"])
         self.measured += len(bundles)
         return figures
