@@ -35,7 +35,7 @@ PREPROCESSING_MODES = ("tf", "torch", "caffe")
 DEFAULT_CALIBRATION_COUNT = 200
 # edgekit train / compress (host side; defined here with the other option names)
 AUGMENTATIONS = ("none", "light", "flip")  # light: shift, rotate, zoom; flip: light + horizontal mirror
-COMPRESS_METHODS = ("prune", "distill", "qat")
+COMPRESS_METHODS = ("prune", "channels", "distill", "qat")
 
 
 @dataclass(frozen=True)

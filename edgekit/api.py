@@ -245,9 +245,15 @@ def compress(model: PathLike, dataset: PathLike, output: PathLike, methods: Sequ
              batch_size: Optional[int] = None, lr: Optional[float] = None, seed: Optional[int] = None, val_split: Optional[float] = None,
              augment: Optional[str] = None, patience: Optional[int] = None, unsafe: bool = False,
              custom_objects: Sequence[str] = (), force: bool = False, progress: Progress = None,
-             progress_bar: bool = False) -> CompressResult:
-    """Prune, distill and/or quantization-aware-train a model file, in the order of ``methods``; writes the
-    .keras file ``output``, which keeps the input's preprocessing and labels.
+             progress_bar: bool = False, speedup: Optional[float] = None, target_latency_ms: Optional[float] = None,
+             target: Optional[str] = None, ssh_config: Optional[PathLike] = None, precision: str = "int8",
+             max_top1_drop: Optional[float] = None, keep: Sequence[str] = ()) -> CompressResult:
+    """Prune, channel-prune, distill and/or quantization-aware-train a model file, in the order of ``methods``;
+    writes the .keras file ``output``, which keeps the input's preprocessing and labels.
+
+    ``methods=["channels"]`` removes whole channels until the ``precision`` build's p50 on ``target`` (default:
+    here) is ``speedup`` times lower or at most ``target_latency_ms`` (NetAdapt); ``keep`` names layers whose
+    channels stay whole, ``max_top1_drop`` (points) stops it early.
 
     Training keywords left None take the defaults (the held-out split: the one the model was trained with).
     Each stage is measured on the int8 bundle `convert` makes of it (Keras and int8 top-1, raw and gzip size,
@@ -260,7 +266,10 @@ def compress(model: PathLike, dataset: PathLike, output: PathLike, methods: Sequ
     return compress_model(model, dataset, output, methods, settings, sparsity=sparsity, student=student, alpha=alpha,
                           size=size, temperature=temperature, label_weight=label_weight, baseline=baseline, mean=mean,
                           std=std, preprocessing=preprocessing, crop=crop, unsafe=unsafe, force=force,
-                          progress=progress, bar=progress_bar)
+                          progress=progress, bar=progress_bar, speedup=speedup, target_latency_ms=target_latency_ms,
+                          target=target, ssh_config=None if ssh_config is None else os.fspath(ssh_config),
+                          precision=precision, max_top1_drop=max_top1_drop,
+                          keep=(keep,) if isinstance(keep, str) else tuple(keep))
 
 
 def run(study: Any, outdir: Optional[PathLike] = None, *, force: bool = False,

@@ -13,7 +13,7 @@ from device_bench.errors import EdgekitError
 from device_bench.interrupts import install as install_interrupts, interrupted
 from device_bench.options import (ALL_PRECISIONS, BENCH_OPTIONS, DEFAULT_CALIBRATION_COUNT, DEFAULT_IO, IO_TYPES,
                                   COMPRESS_METHODS, KEEP_AS, OPEN_OPTIONS, PREDICT_OPTIONS, PREPROCESSING_MODES,
-                                  QUANTIZERS, option_default, single_choices)
+                                  PRECISIONS, QUANTIZERS, option_default, single_choices)
 
 
 class EdgekitGroup(click.Group):
@@ -404,7 +404,7 @@ def train(model, dataset, output, mean, std, as_json, **options):
 @click.argument("model", type=click.Path())
 @click.argument("dataset", type=click.Path())
 @click.option("--method", "methods", multiple=True, required=True, type=click.Choice(COMPRESS_METHODS),
-              help="prune, distill or qat; repeat to chain them in the order given (qat last).")
+              help="prune, channels, distill or qat; repeat to chain them in the order given (qat last).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .keras file.")
 @click.option("--sparsity", type=float, help="prune: fraction of weights set to zero, in (0, 1)  [default: 0.75].")
 @click.option("--student", help="distill: the student, a zoo name (e.g. squeezenet1_1) or a .keras file.")
@@ -414,9 +414,21 @@ def train(model, dataset, output, mean, std, as_json, **options):
 @click.option("--label-weight", type=float, help="distill: weight of the hard-label loss, in [0, 1]  [default: 0.1].")
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
               help="distill: also train the student alone (same seed and epochs) to compare.")
+@click.option("--speedup", type=float, help="channels: make the model this many times faster on --target (> 1).")
+@click.option("--target-latency-ms", type=float, help="channels: the p50 latency to reach on --target, in ms.")
+@click.option("--target", help="channels: where latency is measured: local, ssh://host or adb://serial "
+                               "(default: this machine, in fresh processes).")
+@click.option("--ssh-config", type=click.Path(dir_okay=False), help="channels: an OpenSSH config file for --target.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="int8", show_default=True,
+              help="channels: the build whose latency is measured.")
+@click.option("--max-top1-drop", type=float, help="channels: stop before a step costs more held-out top-1 "
+                                                  "than this (points).")
+@click.option("--keep", multiple=True, metavar="LAYER", help="channels: keep this Conv2D/Dense layer's channels "
+                                                             "whole (and what reads them). Repeatable.")
 @fitting_options("Print the record (every step and measurement) as JSON.")
 def compress(model, dataset, methods, output, mean, std, as_json, **options):
-    """Compress MODEL (.keras) with DATASET's class folders: prune, distill, qat, chained in the order given.
+    """Compress MODEL (.keras) with DATASET's class folders: prune, channels, distill, qat, chained in the order
+    given. channels removes whole channels, step by step, by latency measured on the device (NetAdapt).
 
     Each stage is measured: top-1 on the held-out split (Keras, then its int8 .tflite in LiteRT), the
     .tflite's raw and gzip'd size and its latency. Pruning shrinks only the gzip'd size: the raw file
@@ -459,6 +471,10 @@ def _step_lines(step):
                 f"pruned {sum(r['pruned'] for r in d['layers'])} layers: {d['pruned_zero_fraction']:.1%} of their "
                 f"{d['pruned_weights']:,} weights are zero (the raw .tflite does not shrink, and XNNPACK runs "
                 f"no faster; the gzip'd size does shrink)"]
+    if step["method"] == "channels":
+        return [f"channels: {len(d['steps'])} steps, {d['precision']} p50 {d['base_ms']:.3f} -> {d['final_ms']:.3f} ms "
+                f"(target {d['target_ms']:.3f}, floor {d['floor_ms'] or float('nan'):.3f}) on {d['device']['target']}; held-out top-1 "
+                f"{d['base_top1']:.2%} -> {d['top1']:.2%}" + (f"; stopped: {d['stopped']}" if d["stopped"] else "")]
     if step["method"] == "distill":
         alone = d.get("student_alone_top1")
         return [f"distilled {d['student']}: top-1 {d['distilled_top1']:.2%}" +

@@ -108,7 +108,8 @@ class _StudyRun:
         methods = [methods] if isinstance(methods, str) else list(methods)
         stem = os.path.splitext(os.path.basename(path))[0]
         try:
-            name = stage_label(methods, options.get("sparsity", 0.75 if "prune" in methods else None))
+            name = stage_label(methods, options.get("sparsity", 0.75 if "prune" in methods else None),
+                               options.get("speedup"), options.get("target_latency_ms"))
         except KeyError:
             name = "+".join(map(str, methods))  # an unknown method: compress names it in the error row
         self.progress(f"== {stem}: compressing ({name})")

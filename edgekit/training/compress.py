@@ -19,7 +19,8 @@ from device_bench.options import COMPRESS_METHODS
 
 BENCH_RUNS = 30
 # compress_model's keyword options that a study's compress table may give (beside the training settings)
-COMPRESS_OPTIONS = ("sparsity", "student", "alpha", "size", "temperature", "label_weight", "baseline")
+COMPRESS_OPTIONS = ("sparsity", "student", "alpha", "size", "temperature", "label_weight", "baseline", "speedup",
+                    "target_latency_ms", "max_top1_drop", "keep")
 
 
 @dataclass
@@ -63,15 +64,18 @@ class _Stage:
     label: str
 
 
-def stage_label(methods, sparsity):
-    """A variant's name as reports show it: 'pruned-75%', 'distilled', 'qat', joined with '+'."""
+def stage_label(methods, sparsity, speedup=None, target_latency_ms=None):
+    """A variant's name as reports show it: 'pruned-75%', 'pruned-channels-1.6x', 'distilled', 'qat', joined
+    with '+'."""
+    from edgekit.training.channels import ChannelGoal
     names = {"prune": f"pruned-{round(sparsity * 100)}%" if sparsity else "pruned", "distill": "distilled",
-             "qat": "qat"}
+             "qat": "qat", "channels": "pruned-channels" if speedup is None and target_latency_ms is None else
+             ChannelGoal(target_latency_ms, speedup).label()}
     return "+".join(names[m] for m in methods)
 
 
-def check_methods(methods, sparsity, student, temperature, label_weight):
-    """Validate the chain and its options before anything loads."""
+def check_methods(methods, sparsity, student, temperature, label_weight, goal=None):
+    """Validate the chain and its options (``goal``: --method channels') before anything loads."""
     from edgekit.training.prune import check_sparsity
     methods = [methods] if isinstance(methods, str) else list(methods or [])
     if not methods:
@@ -91,6 +95,11 @@ def check_methods(methods, sparsity, student, temperature, label_weight):
         raise EdgekitError("--method distill needs --student (a zoo name such as squeezenet1_1, or a .keras file)")
     if student and "distill" not in methods:
         raise EdgekitError("--student applies to --method distill")
+    if "channels" in methods:
+        goal.validate()
+    elif goal is not None and goal.given():
+        raise EdgekitError("--target-latency-ms, --speedup, --max-top1-drop, --keep and --target apply to "
+                           "--method channels")
     if not temperature > 0:
         raise EdgekitError(f"--temperature must be positive, got {temperature}")
     if not 0 <= label_weight <= 1:
@@ -181,11 +190,12 @@ def _load_input(source, dataset, options, mean, std, preprocessing, crop, unsafe
     return model, info, meta, settings, listing
 
 
-def _precheck(methods, model, student_model):
-    """Everything that can fail before training: QAT's layers, pruning's targets (on the model each meets)."""
+def _precheck(methods, model, student_model, goal, progress, ssh_config=None):
+    """Everything that can fail before training: QAT's layers, pruning's targets, channel pruning's surgery and
+    target latency (on the model each meets). Returns channel pruning's measured start, or None."""
     from edgekit.training.prune import MIN_PRUNED_WEIGHTS, prunable
     from edgekit.training.qat import plan
-    current = model
+    current, start = model, None
     for m in methods:
         if m == "distill":
             current = student_model
@@ -194,6 +204,10 @@ def _precheck(methods, model, student_model):
         elif m == "prune" and not prunable(current):
             raise EdgekitError(f"{current.name}: no Conv2D or Dense kernel of at least {MIN_PRUNED_WEIGHTS} weights "
                                f"to prune")
+        elif m == "channels":
+            from edgekit.training.channels import check_reachable
+            start = check_reachable(current, goal, progress, ssh_config)
+    return start
 
 
 def _distill_step(stage, student, student_prep, listing, settings, opts, progress, bar):
@@ -224,11 +238,13 @@ def _distill_step(stage, student, student_prep, listing, settings, opts, progres
 def compress_model(source, dataset, output, methods, options=None, *, sparsity=None, student=None, alpha=None,
                    size=None, temperature=None, label_weight=None, baseline=True, mean=None, std=None,
                    preprocessing=None, crop=None, unsafe=False, force=False, progress=None, bar=False,
-                   measure_stages=True):
+                   measure_stages=True, speedup=None, target_latency_ms=None, target=None, precision="int8",
+                   max_top1_drop=None, keep=(), ssh_config=None):
     """Run the chain of ``methods`` on the model ``source`` with the class folders ``dataset``; write
     ``output`` (.keras, preprocessing and labels kept). Returns a CompressResult.
 
-    ``measure_stages=False`` skips converting and measuring each stage: a study measures the output itself."""
+    ``measure_stages=False``: no stage measured (a study measures the output). ``speedup`` etc.: --method channels."""
+    from edgekit.training.channels import ChannelGoal
     from edgekit.training.distill import DEFAULT_LABEL_WEIGHT, DEFAULT_TEMPERATURE
     from edgekit.zoo.meta import check_keras_output, save_model
     from edgekit.tf_import import import_tf
@@ -236,23 +252,21 @@ def compress_model(source, dataset, output, methods, options=None, *, sparsity=N
     progress = progress or (lambda message: None)
     opts = {"temperature": DEFAULT_TEMPERATURE if temperature is None else temperature,
             "label_weight": DEFAULT_LABEL_WEIGHT if label_weight is None else label_weight, "baseline": baseline}
-    methods, sparsity = check_methods(methods, sparsity, student, opts["temperature"], opts["label_weight"])
+    goal = ChannelGoal(target_latency_ms, speedup, target, precision, max_top1_drop,
+                       (keep,) if isinstance(keep, str) else tuple(keep or ()))
+    methods, sparsity = check_methods(methods, sparsity, student, opts["temperature"], opts["label_weight"], goal)
     output = check_keras_output(output, force)
     t0 = time.time()
     model, info, meta, settings, listing = _load_input(source, dataset, options or {}, mean, std, preprocessing, crop,
                                                        unsafe)
-    student_model = student_prep = None
-    if "distill" in methods:
-        student_model, student_prep, _ = build_student(student, model, info.preprocessing, str(source), alpha=alpha,
-                                                       size=size, seed=settings.seed, unsafe=unsafe)
-    elif alpha is not None or size is not None:
-        raise EdgekitError("--alpha and --size describe the --student of --method distill")
-    _precheck(methods, model, student_model)
+    student_model, student_prep, start = _before_training(methods, model, info, source, student, alpha, size,
+                                                          settings, goal, progress, ssh_config, unsafe)
     _, keras = import_tf()
     stage = _Stage(model, info.preprocessing, load_data(listing, model.input_shape[1:], info.preprocessing, progress),
                    "input")
+    channels = {"channels": asdict(goal)} if "channels" in methods else {}
     result = CompressResult(path=output, source=str(source), methods=methods, labels=listing.labels,
-                            counts=listing.counts(), settings=dict(asdict(settings), sparsity=sparsity, **opts))
+                            counts=listing.counts(), settings=dict(asdict(settings), sparsity=sparsity, **opts, **channels))
     kept = {k: v for k, v in meta.items() if k not in ("format", "compression", "preprocessing", "labels")}
 
     def stage_meta(stage, history):
@@ -266,10 +280,10 @@ def compress_model(source, dataset, output, methods, options=None, *, sparsity=N
 
         measured(stage, "input")
         for i, method in enumerate(methods):
-            label = stage_label(methods[:i + 1], sparsity)
+            label = stage_label(methods[:i + 1], sparsity, speedup, target_latency_ms)
             keras.utils.set_random_seed(settings.seed)
             stage, details = _run_step(method, stage, label, student_model, student_prep, listing, settings, sparsity,
-                                       opts, progress, bar)
+                                       dict(opts, goal=goal, start=start), progress, bar)
             stage.label = label
             measured(stage, label)
             result.steps.append({"method": method, "stage": label, "details": details})
@@ -283,11 +297,28 @@ def compress_model(source, dataset, output, methods, options=None, *, sparsity=N
     return result
 
 
+def _before_training(methods, model, info, source, student, alpha, size, settings, goal, progress, ssh_config,
+                     unsafe):
+    """(distillation student, its preprocessing, channel pruning's measured start): all built and checked
+    before any training."""
+    student_model = student_prep = None
+    if "distill" in methods:
+        student_model, student_prep, _ = build_student(student, model, info.preprocessing, str(source), alpha=alpha,
+                                                       size=size, seed=settings.seed, unsafe=unsafe)
+    elif alpha is not None or size is not None:
+        raise EdgekitError("--alpha and --size describe the --student of --method distill")
+    return student_model, student_prep, _precheck(methods, model, student_model, goal, progress, ssh_config)
+
+
 def _run_step(method, stage, label, student_model, student_prep, listing, settings, sparsity, opts, progress, bar):
     """One method of the chain on the current stage; returns (the new stage, the step's details)."""
     if method == "prune":
         from edgekit.training.prune import prune
         return stage, prune(stage.model, stage.data, settings, sparsity, progress, bar)
+    if method == "channels":
+        from edgekit.training.channels import netadapt
+        model, details = netadapt(stage.model, stage.data, settings, opts["start"], opts["goal"], progress, bar)
+        return _Stage(model, stage.prep, stage.data, label), details
     if method == "distill":
         return _distill_step(stage, student_model, student_prep, listing, settings, opts, progress, bar)
     from edgekit.training.qat import qat
