@@ -193,10 +193,12 @@ def compress(model: PathLike, dataset: PathLike, output: PathLike, methods: Sequ
 
 
 def run(study: Any, outdir: Optional[PathLike] = None, *, force: bool = False,
-        progress: Callable[[str], None] = print) -> StudyResult:
+        progress: Callable[[str], None] = print, cluster: Optional[str] = None) -> StudyResult:
     """Run a study (a TOML path, a config dict or a Study): convert, benchmark, classify, evaluate, then write
-    report.md, results.json/csv and the chart in ``outdir``. Returns a StudyResult."""
-    return run_study(study, outdir, force=force, progress=progress)
+    report.md, results.json/csv and the chart in ``outdir``. Returns a StudyResult. ``cluster``: a Dask cluster
+    (local[:N] or tcp://host:port) that runs the steps, builds side by side and each device leased to one
+    benchmark at a time."""
+    return run_study(study, outdir, force=force, progress=progress, cluster=cluster)
 
 
 def demo(outdir: PathLike = "demo-out", *, force: bool = False,

@@ -597,10 +597,12 @@ def demo(outdir, force):
 @click.option("-o", "--output", "outdir", type=click.Path(file_okay=False), help="Default: the config's output.")
 @click.option("--force", is_flag=True, help="Rebuild every bundle instead of reusing unchanged ones, and replace "
                                           "another study's report in OUTDIR.")
-def run(config, outdir, force):
+@click.option("--cluster", metavar="ADDRESS", help="Run the steps on a Dask cluster: local[:N] (N worker processes "
+                                                    "here) or tcp://host:8786 (a scheduler). Needs edgekit-tflite[cluster].")
+def run(config, outdir, force, cluster):
     """Run the study a TOML CONFIG describes (models, precisions, threads, calibration, evaluation)."""
     from edgekit import api
-    _finish(api.run(config, outdir, force=force, progress=progress))
+    _finish(api.run(config, outdir, force=force, progress=progress, cluster=cluster))
 
 
 def _finish(result):

@@ -17,7 +17,7 @@ from edgekit.sources import SAMPLE_IMAGES
 
 _MODEL_KEYS = {"name": str, "source": str, "alpha": (int, float), "size": int, "classes": int, "weights": str,
                "preprocessing": str, "mean": list, "std": list, "labels": str, "train": dict, "compress": list}
-_PATH_KEYS = ("calibration", "classify", "evaluate", "output", "dataset")
+_PATH_KEYS = ("calibration", "classify", "evaluate", "output", "dataset", "ssh_config")
 # a compress variant's keys besides the training settings (epochs, lr, seed, ...)
 _VARIANT_KEYS = ("method", *COMPRESS_OPTIONS)
 
@@ -40,6 +40,9 @@ class Study:
     evaluate: str = None
     output: str = None
     dataset: str = None  # class folders that models' train and compress steps learn from
+    targets: list = field(default_factory=lambda: ["local"])  # devices the bundles are benchmarked on (local, ssh)
+    ssh_config: str = None  # an OpenSSH config for the ssh targets (Host aliases)
+    cluster: str = None  # a Dask cluster to run on: local[:N] or tcp://host:8786 (edgekit run --cluster)
 
     def __post_init__(self):
         self.validate()
@@ -55,6 +58,14 @@ class Study:
         _check_list(self.runtimes, str, "runtimes", where)
         for entry in self.runtimes:
             _check_runtime(entry, where)
+        _check_list(self.targets, str, "targets", where)
+        for entry in self.targets:
+            if entry.startswith("adb") or not entry.strip():
+                raise EdgekitError(f"{where}: 'targets' takes local and ssh targets (a phone: edgekit bench "
+                                   f"--target adb), got {entry!r}")
+        if self.cluster is not None:
+            from edgekit.study.cluster import parse_address
+            parse_address(self.cluster, where)
         for name, kind in (("runs", int), ("min_secs", (int, float)), ("calibration_count", int), ("repeat", int),
                            ("cooldown", (int, float))):
             value = getattr(self, name)
@@ -62,10 +73,10 @@ class Study:
                     value < (1 if kind is int else 0):
                 raise EdgekitError(f"{where}: '{name}' must be a {'positive integer' if kind is int else 'number'}, "
                                    f"got {value!r}")
-        for name in ("weights", *_PATH_KEYS):
+        for name in ("weights", "cluster", *_PATH_KEYS):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise EdgekitError(f"{where}: '{name}' must be a string, got {getattr(self, name)!r}")
-        for name in ("calibration", "classify", "evaluate", "dataset"):  # inputs: missing is an error, before work
+        for name in ("calibration", "classify", "evaluate", "dataset", "ssh_config"):  # inputs: missing is an error, before work
             if getattr(self, name) and not os.path.exists(getattr(self, name)):
                 raise EdgekitError(f"{where}: '{name}' {getattr(self, name)} does not exist")
         for i, m in enumerate(self.models):

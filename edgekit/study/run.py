@@ -40,7 +40,7 @@ class _StudyRun:
         self.bundles = os.path.join(outdir, "bundles")
         self.params = BenchParams(num_runs=study.runs, min_secs=float(study.min_secs)).validate()
         self.sweep = SweepSettings(tuple(study.threads), study.repeat, float(study.cooldown)).validate()
-        self.notes, self.stages = [], []
+        self.notes, self.stages, self.processes = [], [], []
 
     def note(self, text):
         """A note for the report (a weights fallback, say), also shown as progress."""
@@ -169,9 +169,8 @@ class _StudyRun:
             specs += runtime_specs(replace(self.params, runtime=name, api=api))
         return list(dict.fromkeys(specs))
 
-    def bench(self, rows):
-        """One sweep over every bundle x runtime x thread count, interleaved across all of them."""
-        from device_bench.sweep import run_configurations
+    def configurations(self, rows):
+        """Every bundle x runtime x thread count to benchmark, and the row each belongs to."""
         configs, owners = [], []
         for row in (r for r in rows if "bench" in r):
             for runtime, api, accelerator in self.specs:
@@ -179,13 +178,32 @@ class _StudyRun:
                     configs.append((row["bundle"], replace(self.params, runtime=runtime, api=api,
                                                            accelerator=accelerator, threads=t)))
                     owners.append(row)
-        self.progress(f"== benchmarking {len(configs)} configurations x {self.sweep.repeat} process(es), interleaved")
-        t0 = time.time()
-        results = run_configurations(configs, self.sweep, progress=lambda s: self.progress(f"   {s}"))
+        return configs, owners
+
+    def bench(self, rows):
+        """One sweep per device over every bundle x runtime x thread count, interleaved across all of them."""
+        from device_bench.sweep import run_configurations
+        configs, owners = self.configurations(rows)
+        for target in self.study.targets:
+            self.progress(f"== benchmarking {len(configs)} configurations x {self.sweep.repeat} process(es)"
+                          f"{'' if target == 'local' else ' on ' + target}, interleaved")
+            t0 = time.time()
+
+            def one(model, params, target=target):
+                started = time.time()
+                result = bench_process(target, self.study.ssh_config, model, params)
+                self.processes.append(process_record(target, model, params, started))
+                return result
+            results = run_configurations(configs, self.sweep, progress=lambda s: self.progress(f"   {s}"), run_one=one)
+            self.add_bench(target, owners, results, t0)
+
+    def add_bench(self, target, owners, results, t0):
+        """Put one device's combined results in their rows (with the target, when not this machine)."""
         peak = max((r.peak_rss_mb or 0 for r in results), default=None)
-        self.stage("all models", f"bench ({len(configs)} configurations x {self.sweep.repeat})", t0, peak)
+        self.stage("all models", f"bench ({len(results)} configurations x {self.sweep.repeat})"
+                   + ("" if target == "local" else f" on {target}"), t0, peak)
         for row, result in zip(owners, results):
-            row["bench"].append(result.summary())
+            row["bench"].append(result.summary() if target == "local" else dict(result.summary(), target=target))
 
     def accuracy(self, row):
         """Predictions on the classify folder (in the first runtime) and top-1/top-5 on the evaluate folder in
@@ -212,12 +230,33 @@ class _StudyRun:
             row.update(top1=row["accuracy"][0]["top1"], top5=row["accuracy"][0]["top5"], eval_count=ev.count)
 
 
+def bench_process(target, ssh_config, model, params):
+    """One benchmark process of ``model`` on the device ``target``: a fresh process here ('local') or
+    device_bench on a board over SSH; a failure is an error row."""
+    from device_bench.sweep import error_row, run_isolated
+    if target == "local":
+        return run_isolated(model, params)
+    from edgekit.targets import open_target
+    from edgekit.targets.jobs import bench_process_on
+    try:
+        return bench_process_on(open_target(target, ssh_config), model, params)
+    except EdgekitError as e:
+        return error_row(model, params, str(e))
+
+
+def process_record(target, model, params, started):
+    """When one benchmark process ran on which device: the proof that a device ran one at a time."""
+    return {"device": target, "bundle": os.path.basename(os.path.normpath(str(model))), "runtime": params.runtime,
+            "threads": params.threads, "start": started, "end": time.time()}
+
+
 def _runtime_kwargs(runtime):
     return {"runtime": runtime["name"], "api": runtime["api"], "accelerator": runtime["accelerator"]}
 
 
-def run_study(study, outdir=None, force=False, progress=print):
-    """Run a Study (or a TOML path, or a config dict); write report.md, results.json/csv, tradeoff.png."""
+def run_study(study, outdir=None, force=False, progress=print, cluster=None):
+    """Run a Study (or a TOML path, or a config dict); write report.md, results.json/csv, tradeoff.png.
+    ``cluster`` (or the study's own): a Dask cluster that runs the steps (edgekit.study.cluster)."""
     from device_bench.environment import collect
     from device_bench.runtime import resolve_runtime
     from edgekit.study.report import write_report
@@ -232,12 +271,21 @@ def run_study(study, outdir=None, force=False, progress=print):
         os.makedirs(os.path.join(outdir, "bundles"), exist_ok=True)
     except OSError as e:
         raise EdgekitError(f"cannot write {outdir}: {e.strerror or e}") from None
+    cluster = cluster or study.cluster
+    if cluster:
+        from edgekit.study.cluster import parse_address
+        parse_address(cluster, "--cluster")
     env, started = collect(resolve_runtime()), time.time()
     run = _StudyRun(study, outdir, force, progress)
-    rows = [row for m in study.models for row in run.model_rows(m)]
-    _measure(run, rows)
-    meta = {"config": asdict(study), "seconds": round(time.time() - started, 1), "notes": run.notes,
-            "stages": run.stages, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    if cluster:
+        from edgekit.study.cluster import run_on_cluster
+        rows = run_on_cluster(run, cluster)
+    else:
+        rows = [row for m in study.models for row in run.model_rows(m)]
+        _measure(run, rows)
+    meta = {"config": _config(study), "seconds": round(time.time() - started, 1), "notes": run.notes,
+            "stages": run.stages, "bench_processes": run.processes, "cluster": cluster,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "output": outdir, "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))}
     result = StudyResult(env, meta, rows)
     result.table, (result.recommendations,) = write_report(result.to_dict(), outdir, progress=progress)
@@ -252,7 +300,7 @@ def _refuse_other_report(outdir, study, force):
         return
     try:
         with open(path, encoding="utf-8") as f:
-            same = json.load(f)["meta"]["config"] == json.loads(json.dumps(asdict(study)))
+            same = json.load(f)["meta"]["config"] == json.loads(json.dumps(_config(study)))
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         same = False
     if not same:
@@ -260,17 +308,34 @@ def _refuse_other_report(outdir, study, force):
                            f"or choose another -o")
 
 
+def _config(study):
+    """The study's settings as the report keeps them; where it ran (a cluster or not) does not make it another."""
+    config = asdict(study)
+    config.pop("cluster")
+    return config
+
+
 def _measure(run, rows):
     """Benchmark every bundle in every runtime (one interleaved sweep), then accuracy where weights are trained."""
     run.specs = run.runtime_specs()
     run.bench(rows)
     for row in rows:
-        if "bench" in row and row["trained_weights"]:  # a random network's predictions would measure nothing
+        if needs_accuracy(row):
             try:
                 run.accuracy(row)
             except EdgekitError as e:
                 row["error"] = str(e)
                 run.progress(f"   error: {e}")
+    add_agreement(rows)
+
+
+def needs_accuracy(row):
+    """A row with a bundle of trained weights (a random network's predictions would measure nothing)."""
+    return "bench" in row and row["trained_weights"]
+
+
+def add_agreement(rows):
+    """Each model's builds' top-1 agreement with its fp32 build."""
     for model in dict.fromkeys(r["model"] for r in rows):
         _add_fp32_agreement([r for r in rows if r["model"] == model])
 
