@@ -52,7 +52,8 @@ def run_on_cluster(run, address):
     """The rows of ``run`` (a _StudyRun), its steps run on the Dask cluster at ``address``."""
     client, cluster = _connect(address, run.progress)
     try:
-        return _Stages(run, client, address).rows()
+        with client.as_current():
+            return _Stages(run, client, address).rows()
     finally:
         client.close()
         if cluster is not None:
@@ -69,7 +70,8 @@ def _connect(address, progress):
     cluster = None
     if kind == "local":
         workers = {f"edgekit-{i}": {"cls": distributed.Nanny, "options": {
-            "nthreads": 1, "resources": {BUILD: 1, **({"local": 1} if i == 0 else {})}}} for i in range(n)}
+            "nthreads": 1, "resources": {BUILD: 1, **({"local": 1} if i == 0 else {})}, "dashboard": False,
+            "silence_logs": logging.ERROR}} for i in range(n)}
         cluster = distributed.SpecCluster(workers=workers, silence_logs=logging.ERROR, scheduler={
             "cls": distributed.Scheduler, "options": {"dashboard_address": ":0" if _has_bokeh() else None}})
         kind = cluster
@@ -158,8 +160,10 @@ def bundle_sha256(path):
     return bundle_payload(path)["sha256"]
 
 
-def bench_task(bundle, target, ssh_config, params, cooldown, previous=None):
-    """One benchmark process of one configuration on one device, run by the worker holding its lease."""
+def bench_task(bundle, target, ssh_config, params, cooldown, previous=None, after=None):
+    """One benchmark process of one configuration on one device, run by the worker holding its lease.
+    ``previous``: the same configuration's last process; ``after``: the device's last process (so a device runs
+    its processes in the serial path's interleaved order)."""
     from edgekit.study.run import bench_process, process_record
     if previous is not None and (previous[0].error or previous[0].unavailable):
         return previous[0], None  # a failed or absent configuration fails again: do not repeat it
@@ -352,15 +356,15 @@ class _Stages:
         t0, futures, slots = time.time(), {}, {}
         order = interleaved_order(len(configs), run.sweep)
         for target in run.study.targets:
-            previous = {}
+            previous, last = {}, None
             for n, (round_, i) in enumerate(order):
                 bundle, params = configs[i]
                 label = (f"bench {os.path.basename(bundle)} on {target}, {params.runtime or 'default'} "
                          f"{params.threads} thread(s), process {round_ + 1} of {run.sweep.repeat}")
                 f = self.submit(bench_task, payloads[bundle], target, run.study.ssh_config, params,
-                                run.sweep.cooldown if n else 0.0, previous.get(i), resource=target,
+                                run.sweep.cooldown if n else 0.0, previous.get(i), last, resource=target,
                                 priority=len(order) - n, label=label)
-                previous[i] = f
+                previous[i] = last = f
                 futures[f] = (target, i)
         self.futures = list(futures) + list(payloads.values())
         runs = {(t, i): [] for t in run.study.targets for i in range(len(configs))}

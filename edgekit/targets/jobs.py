@@ -177,7 +177,7 @@ def bench_process_on(target, model, params):
     (path, name), = _items([model])
     folder = target.upload([(_RUNNER["pyz"], "device_bench.pyz"), (path, name)])
     try:
-        records = target.fetch(target.run(["python3", f"{folder}/device_bench.pyz", "bench", "--json",
+        records = target.fetch(target.run(["python3", f"{folder}/device_bench.pyz", "bench", "--in-process", "--json",
                                            *params_to_argv(params), "--", f"{folder}/{name}"]))
     finally:
         target.cleanup(folder)
