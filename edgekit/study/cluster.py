@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import replace
 
 from device_bench.errors import EdgekitError
@@ -217,8 +218,9 @@ class _Stages:
 
     def submit(self, fn, *args, resource, priority=0, label, **kwargs):
         self.total += 1
+        key = "-".join([fn.__name__, re.sub(r"[^\w.-]+", "_", label), uuid.uuid4().hex[:8]])  # readable on the dashboard
         future = self.client.submit(fn, *args, resources={resource: 1}, retries=RETRIES, priority=priority,
-                                    pure=False, **kwargs)
+                                    key=key, **kwargs)
         future.edgekit = (label, resource)
         return future
 
