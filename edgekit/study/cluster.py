@@ -2,7 +2,7 @@
 
 Three stages, each a set of tasks, one after the other (a conversion must not share a machine with a benchmark
 it would slow down):
-- builds: one task per model entry (its train, compress and convert steps: `_StudyRun.model_rows`), on workers
+- builds: one task per model entry (its train, compress and convert steps: `StudyRun.model_rows`), on workers
   holding the resource ``convert``. They write into the study's output folder, which build workers share with
   this machine (the same machine, or the same path over NFS); each bundle's sha256 is checked here on arrival.
 - benchmarks: one task per bundle x configuration x device x process (`--repeat`), holding the device's lease,
@@ -26,6 +26,7 @@ import uuid
 from dataclasses import replace
 
 from device_bench.errors import EdgekitError
+from edgekit.study.config import parse_address
 
 BUILD = "convert"  # the resource of a worker with the [convert] stack
 RETRIES = 2
@@ -34,23 +35,8 @@ STALL_SECONDS = 30  # how long a task may wait for a resource no worker holds an
 INSTALL = "--cluster needs Dask: pip install 'edgekit-tflite[cluster]'"
 
 
-def parse_address(address, where="--cluster"):
-    """('local', N) for local[:N] (N worker processes, default: the cores), (address, None) for tcp://host:port."""
-    if not isinstance(address, str):
-        raise EdgekitError(f"{where}: 'cluster' must be a string, got {address!r}")
-    m = re.fullmatch(r"local(?::(\d+))?", address.strip())
-    if m:
-        n = int(m.group(1)) if m.group(1) else os.cpu_count() or 1
-        if n < 1:
-            raise EdgekitError(f"{where}: local:N needs N of 1 or more, got {address!r}")
-        return "local", n
-    if re.fullmatch(r"(tcp|tls)://[^\s/:]+:\d+/?", address.strip()):
-        return address.strip().rstrip("/"), None
-    raise EdgekitError(f"{where}: a cluster is local[:N] or tcp://host:port (a Dask scheduler), got {address!r}")
-
-
 def run_on_cluster(run, address):
-    """The rows of ``run`` (a _StudyRun), its steps run on the Dask cluster at ``address``."""
+    """The rows of ``run`` (a StudyRun), its steps run on the Dask cluster at ``address``."""
     client, cluster = _connect(address, run.progress)
     try:
         with client.as_current():
@@ -148,9 +134,9 @@ def materialize(bundle):
 
 def build_task(study, outdir, force, model):
     """Train, compress and convert one model entry on a build worker: the serial path's own model_rows."""
-    from edgekit.study.run import _StudyRun
+    from edgekit.study.steps import StudyRun
     lines = []
-    run = _StudyRun(study, outdir, force, lines.append)
+    run = StudyRun(study, outdir, force, lines.append)
     rows = run.model_rows(model)
     sha = {r["bundle"]: bundle_sha256(r["bundle"]) for r in rows if r.get("bundle") and "bench" in r}
     return {"rows": rows, "stages": run.stages, "notes": run.notes, "log": lines, "sha256": sha}
@@ -165,7 +151,7 @@ def bench_task(bundle, target, ssh_config, params, cooldown, previous=None, afte
     """One benchmark process of one configuration on one device, run by the worker holding its lease.
     ``previous``: the same configuration's last process; ``after``: the device's last process (so a device runs
     its processes in the serial path's interleaved order)."""
-    from edgekit.study.run import bench_process, process_record
+    from edgekit.study.steps import bench_process, process_record
     if previous is not None and (previous[0].error or previous[0].unavailable):
         return previous[0], None  # a failed or absent configuration fails again: do not repeat it
     path = materialize(bundle)
@@ -179,9 +165,9 @@ def bench_task(bundle, target, ssh_config, params, cooldown, previous=None, afte
 
 def accuracy_task(study, row, bundle):
     """Classify and evaluate one bundle on a worker with the runtime: the serial path's own accuracy step."""
-    from edgekit.study.run import _StudyRun
+    from edgekit.study.steps import StudyRun
     lines = []
-    run = _StudyRun(study, "", False, lines.append)
+    run = StudyRun(study, "", False, lines.append)
     row = dict(row, bundle=materialize(bundle))
     try:
         run.accuracy(row)
@@ -214,7 +200,6 @@ class _Stages:
     def __init__(self, run, client, address):
         self.run, self.client, self.address = run, client, address
         self.done, self.total = 0, 0
-        self.retried = []
 
     def submit(self, fn, *args, resource, priority=0, label, **kwargs):
         self.total += 1
@@ -262,9 +247,8 @@ class _Stages:
             attempts = self.client.run_on_scheduler(_attempts, key=f.key)
         except Exception:  # noqa: BLE001 - the count is a note; the result is what matters
             attempts = {}
-        again = attempts.get("died", 0) + attempts.get("retries", 0)
+        f.again = again = attempts.get("died", 0) + attempts.get("retries", 0)
         if again:
-            self.retried.append(label)
             self.run.note(f"{label}: ran {again} more time(s) on another worker after its worker died or failed")
         status = "error" if isinstance(value, Exception) else "done"
         self.run.progress(f"[{self.done}/{self.total}] {status}: {label}" + (f" (retried {again}x)" if again else ""))
@@ -272,7 +256,11 @@ class _Stages:
 
     def check_stalled(self, pending, stalled):
         """A task whose resource no worker holds any more (its only holder died) would wait forever: fail it."""
-        held = {r for w in self.client.scheduler_info(n_workers=-1)["workers"].values() for r in w.get("resources", {})}
+        try:
+            held = {r for w in self.client.scheduler_info(n_workers=-1)["workers"].values()
+                    for r in w.get("resources", {})}
+        except (OSError, TimeoutError, CancelledError) as e:
+            raise SchedulerGone(str(e)) from None
         now = time.time()
         for f in list(pending):
             resource = f.edgekit[1]
@@ -300,7 +288,7 @@ class _Stages:
         except KeyboardInterrupt:
             self.client.cancel(list(self.futures))
             raise
-        from edgekit.study.run import add_agreement
+        from edgekit.study.steps import add_agreement
         add_agreement(rows)
         return rows
 
@@ -339,6 +327,8 @@ class _Stages:
                 if "error:" in line:
                     run.progress(line)
             rows_of[i] = value["rows"]
+            for r in value["rows"] if f.again else ():
+                r["retried"] = f.again  # its build ran again after a worker died
             for r in value["rows"]:  # the bundle the worker wrote, as it arrived here
                 if r.get("bundle") in value["sha256"] and bundle_sha256(r["bundle"]) != value["sha256"][r["bundle"]]:
                     r.pop("bench", None)
@@ -355,7 +345,7 @@ class _Stages:
         for bundle, _ in configs:
             if bundle not in payloads:
                 payloads[bundle] = self.client.scatter(bundle_payload(bundle), hash=False)
-        t0, futures, slots = time.time(), {}, {}
+        t0, futures = time.time(), {}
         order = interleaved_order(len(configs), run.sweep)
         for target in run.study.targets:
             previous, last = {}, None
@@ -377,6 +367,8 @@ class _Stages:
                 runs[(target, i)].append(error_row(*configs[i], str(value)))
                 continue
             result, record = value
+            if record is not None and f.again:
+                record["retried"] = f.again
             if record is not None:
                 run.processes.append(record)
                 runs[(target, i)].append(result)
@@ -385,7 +377,7 @@ class _Stages:
             run.add_bench(target, owners, combine_runs([runs[(target, i)] for i in range(len(configs))], run.sweep), t0)
 
     def accuracy(self, rows):
-        from edgekit.study.run import needs_accuracy
+        from edgekit.study.steps import needs_accuracy
         run = self.run
         futures = {}
         for n, row in enumerate(rows):

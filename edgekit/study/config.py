@@ -7,6 +7,7 @@ and type is checked before any work starts, and an unknown key names the closest
 import difflib
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 
 from device_bench.errors import EdgekitError
@@ -64,7 +65,6 @@ class Study:
                 raise EdgekitError(f"{where}: 'targets' takes local and ssh targets (a phone: edgekit bench "
                                    f"--target adb), got {entry!r}")
         if self.cluster is not None:
-            from edgekit.study.cluster import parse_address
             parse_address(self.cluster, where)
         for name, kind in (("runs", int), ("min_secs", (int, float)), ("calibration_count", int), ("repeat", int),
                            ("cooldown", (int, float))):
@@ -128,6 +128,21 @@ def demo_study():
                          {"name": "mobilenet_v2", "alpha": 1.0, "size": 224}],
                  weights="imagenet", calibration=str(SAMPLE_IMAGES), classify=str(SAMPLE_IMAGES), runtimes=[ALL],
                  min_secs=0.5)  # x 3 processes per configuration, across every runtime: within the demo's time
+
+
+def parse_address(address, where="--cluster"):
+    """('local', N) for local[:N] (N worker processes, default: the cores), (address, None) for tcp://host:port."""
+    if not isinstance(address, str):
+        raise EdgekitError(f"{where}: 'cluster' must be a string, got {address!r}")
+    m = re.fullmatch(r"local(?::(\d+))?", address.strip())
+    if m:
+        n = int(m.group(1)) if m.group(1) else os.cpu_count() or 1
+        if n < 1:
+            raise EdgekitError(f"{where}: local:N needs N of 1 or more, got {address!r}")
+        return "local", n
+    if re.fullmatch(r"(tcp|tls)://[^\s/:]+:\d+/?", address.strip()):
+        return address.strip().rstrip("/"), None
+    raise EdgekitError(f"{where}: a cluster is local[:N] or tcp://host:port (a Dask scheduler), got {address!r}")
 
 
 def runtime_entry(entry):
