@@ -60,12 +60,20 @@ def accuracy(out):
             for r in results(out)["rows"]]
 
 
+WHEN = ("created", "conversion_seconds", "model_sha256")  # when and how fast it was made (model.tflite embeds it)
+
+
 def assert_same_bundles(a, b):
+    """The same files and graphs; manifests equal but for when the bundle was made."""
     names = sorted(p.name for p in (Path(a) / "bundles").iterdir())
     assert names == sorted(p.name for p in (Path(b) / "bundles").iterdir()) and len(names) == 6
     for n in names:
-        assert (Path(a) / "bundles" / n / "model.tflite").read_bytes() == \
-            (Path(b) / "bundles" / n / "model.tflite").read_bytes(), n
+        x, y = Path(a) / "bundles" / n, Path(b) / "bundles" / n
+        assert sorted(os.listdir(x)) == sorted(os.listdir(y))
+        assert (x / "labels.txt").read_bytes() == (y / "labels.txt").read_bytes()
+        mx, my = (json.loads((d / "edgekit.json").read_text()) for d in (x, y))
+        assert mx["graph_sha256"] == my["graph_sha256"] and mx["settings_hash"] == my["settings_hash"], n
+        assert {k: v for k, v in mx.items() if k not in WHEN} == {k: v for k, v in my.items() if k not in WHEN}, n
 
 
 def assert_no_overlap(out, devices):

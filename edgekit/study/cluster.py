@@ -344,7 +344,7 @@ class _Stages:
         payloads = {}
         for bundle, _ in configs:
             if bundle not in payloads:
-                payloads[bundle] = self.client.scatter(bundle_payload(bundle), hash=False)
+                payloads[bundle] = self.client.scatter([bundle_payload(bundle)], hash=False)[0]
         t0, futures = time.time(), {}
         order = interleaved_order(len(configs), run.sweep)
         for target in run.study.targets:
@@ -382,7 +382,7 @@ class _Stages:
         futures = {}
         for n, row in enumerate(rows):
             if needs_accuracy(row):
-                payload = self.client.scatter(bundle_payload(row["bundle"]), hash=False)
+                payload = self.client.scatter([bundle_payload(row["bundle"])], hash=False)[0]
                 futures[self.submit(accuracy_task, run.study, row, payload, resource=BUILD,
                                     label=f"evaluate {row['model']} {row['precision']}")] = n
         self.futures = list(futures)
