@@ -182,7 +182,8 @@ class StudyRun:
         self.stage("all models", f"bench ({len(results)} configurations x {self.sweep.repeat})"
                    + ("" if target == "local" else f" on {target}"), t0, peak)
         for row, result in zip(owners, results):
-            row["bench"].append(result.summary() if target == "local" else dict(result.summary(), target=target))
+            row["bench"].append(result.summary() if target == "local" else  # a board's own CPU, Python, runtime
+                                dict(result.summary(), target=target, environment=result.environment))
 
     def accuracy(self, row):
         """Predictions on the classify folder (in the first runtime) and top-1/top-5 on the evaluate folder in
