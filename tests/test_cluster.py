@@ -140,7 +140,7 @@ class Cluster:
                 p.terminate()
         for p in [*self.workers.values(), self.scheduler]:
             try:
-                p.wait(timeout=5)  # a worker whose scheduler is gone waits for it; no need to
+                p.wait(timeout=5)  # a worker whose scheduler is gone would wait for it: killed
             except subprocess.TimeoutExpired:
                 p.kill()
 
