@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt setuptools  # the build backend: `make wheel` and the tests build offline
-	$(PY) -m pip install -q -c constraints.txt -e '.[convert,openvino,quantize,ethos-u,test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[convert,openvino,quantize,ethos-u,cluster,test]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -125,19 +125,28 @@ def run_configurations(configs, sweep, isolate=True, progress=None, run_one=None
     run_one = run_one or (lambda model, p: _run_one(model, p, isolate))
     runs = [[] for _ in configs]
     done, total = 0, len(configs) * sweep.repeat
-    for round_ in range(sweep.repeat):
-        order = range(len(configs)) if round_ % 2 == 0 else reversed(range(len(configs)))
-        for i in order:
-            if runs[i] and (runs[i][0].error or runs[i][0].unavailable):
-                continue  # a failed or absent configuration fails again: do not repeat it
-            model, p = configs[i]
-            if done and sweep.cooldown:
-                wait_or_stop(cancel, sweep.cooldown)
-            wait_or_stop(cancel)
-            done += 1
-            if progress:
-                progress(f"[{done}/{total}] {_describe(model, p)}" +
-                         (f", process {round_ + 1} of {sweep.repeat}" if sweep.repeat > 1 else ""))
-            runs[i].append(run_one(model, p))
-    info = {"repeat": sweep.repeat, "cooldown_s": sweep.cooldown, "order": ORDER, "configurations": len(configs)}
+    for round_, i in interleaved_order(len(configs), sweep):
+        if runs[i] and (runs[i][0].error or runs[i][0].unavailable):
+            continue  # a failed or absent configuration fails again: do not repeat it
+        model, p = configs[i]
+        if done and sweep.cooldown:
+            wait_or_stop(cancel, sweep.cooldown)
+        wait_or_stop(cancel)
+        done += 1
+        if progress:
+            progress(f"[{done}/{total}] {_describe(model, p)}" +
+                     (f", process {round_ + 1} of {sweep.repeat}" if sweep.repeat > 1 else ""))
+        runs[i].append(run_one(model, p))
+    return combine_runs(runs, sweep)
+
+
+def interleaved_order(count, sweep):
+    """(round, configuration index) in the order a sweep runs its processes: round robin, alternating direction."""
+    return [(round_, i) for round_ in range(sweep.repeat)
+            for i in (range(count) if round_ % 2 == 0 else reversed(range(count)))]
+
+
+def combine_runs(runs, sweep):
+    """One combined BenchResult per configuration from its processes' results (a list per configuration)."""
+    info = {"repeat": sweep.repeat, "cooldown_s": sweep.cooldown, "order": ORDER, "configurations": len(runs)}
     return [replace(combine(r), sweep=info) for r in runs]

@@ -274,12 +274,13 @@ def compress(model: PathLike, dataset: PathLike, output: PathLike, methods: Sequ
 
 def run(study: Any, outdir: Optional[PathLike] = None, *, force: bool = False,
         history: Optional[PathLike] = None, label: Optional[str] = None,
-        progress: Callable[[str], None] = print) -> StudyResult:
+        progress: Callable[[str], None] = print, cluster: Optional[str] = None) -> StudyResult:
     """Run a study (a TOML path, a config dict or a Study): convert, benchmark, classify, evaluate, then write
     report.md, report.html, results.json/csv and the chart in ``outdir``; ``history`` appends each measured
-    configuration there, tagged ``label``. Returns a StudyResult."""
+    configuration there, tagged ``label``. ``cluster``: a Dask cluster (local[:N] or tcp://host:port) that runs
+    the steps, builds side by side and each device leased to one benchmark at a time. Returns a StudyResult."""
     db = _open_history(history)
-    result = run_study(study, outdir, force=force, progress=progress)
+    result = run_study(study, outdir, force=force, progress=progress, cluster=cluster)
     if db:
         _append(db, [result.to_dict()], "run", label)
     return result

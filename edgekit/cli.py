@@ -675,11 +675,14 @@ def demo(outdir, force):
 @click.option("-o", "--output", "outdir", type=click.Path(file_okay=False), help="Default: the config's output.")
 @click.option("--force", is_flag=True, help="Rebuild every bundle instead of reusing unchanged ones, and replace "
                                           "another study's report in OUTDIR.")
+@click.option("--cluster", metavar="ADDRESS", help="Run the steps on a Dask cluster: local[:N] (N worker processes "
+                                                    "here) or tcp://host:8786 (a scheduler). Needs edgekit-tflite[cluster].")
 @history_options
-def run(config, outdir, force, history, label):
+def run(config, outdir, force, cluster, history, label):
     """Run the study a TOML CONFIG describes (models, precisions, threads, calibration, evaluation)."""
     from edgekit import api
-    _finish(api.run(config, outdir, force=force, history=_history(history), label=label, progress=progress))
+    _finish(api.run(config, outdir, force=force, history=_history(history), label=label, progress=progress,
+                    cluster=cluster))
 
 
 def _finish(result):

@@ -18,7 +18,7 @@ from device_bench.images import make_preprocessing
 from edgekit.zoo import get_spec
 from edgekit.zoo.spec import ModelSpec
 from edgekit.study.rows import bench_command, evaluate_command, runtime_args
-from edgekit.study.run import _convert_command, _trained_name
+from edgekit.study.steps import _convert_command, _trained_name
 from edgekit.training.compress import check_methods, stage_label
 from edgekit.training.data import list_dataset
 from edgekit.training.fit import Data, TrainSettings, steps_per_epoch, train_settings

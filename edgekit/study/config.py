@@ -7,6 +7,7 @@ and type is checked before any work starts, and an unknown key names the closest
 import difflib
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 
 from device_bench.errors import EdgekitError
@@ -17,7 +18,7 @@ from edgekit.sources import SAMPLE_IMAGES
 
 _MODEL_KEYS = {"name": str, "source": str, "alpha": (int, float), "size": int, "classes": int, "weights": str,
                "preprocessing": str, "mean": list, "std": list, "labels": str, "train": dict, "compress": list}
-_PATH_KEYS = ("calibration", "classify", "evaluate", "output", "dataset")
+_PATH_KEYS = ("calibration", "classify", "evaluate", "output", "dataset", "ssh_config")
 # a compress variant's keys besides the training settings (epochs, lr, seed, ...)
 _VARIANT_KEYS = ("method", *COMPRESS_OPTIONS)
 
@@ -40,6 +41,9 @@ class Study:
     evaluate: str = None
     output: str = None
     dataset: str = None  # class folders that models' train and compress steps learn from
+    targets: list = field(default_factory=lambda: ["local"])  # devices the bundles are benchmarked on (local, ssh)
+    ssh_config: str = None  # an OpenSSH config for the ssh targets (Host aliases)
+    cluster: str = None  # a Dask cluster to run on: local[:N] or tcp://host:8786 (edgekit run --cluster)
 
     def __post_init__(self):
         self.validate()
@@ -55,6 +59,13 @@ class Study:
         _check_list(self.runtimes, str, "runtimes", where)
         for entry in self.runtimes:
             _check_runtime(entry, where)
+        _check_list(self.targets, str, "targets", where)
+        for entry in self.targets:
+            if entry.startswith("adb") or not entry.strip():
+                raise EdgekitError(f"{where}: 'targets' takes local and ssh targets (a phone: edgekit bench "
+                                   f"--target adb), got {entry!r}")
+        if self.cluster is not None:
+            parse_address(self.cluster, where)
         for name, kind in (("runs", int), ("min_secs", (int, float)), ("calibration_count", int), ("repeat", int),
                            ("cooldown", (int, float))):
             value = getattr(self, name)
@@ -62,10 +73,10 @@ class Study:
                     value < (1 if kind is int else 0):
                 raise EdgekitError(f"{where}: '{name}' must be a {'positive integer' if kind is int else 'number'}, "
                                    f"got {value!r}")
-        for name in ("weights", *_PATH_KEYS):
+        for name in ("weights", "cluster", *_PATH_KEYS):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise EdgekitError(f"{where}: '{name}' must be a string, got {getattr(self, name)!r}")
-        for name in ("calibration", "classify", "evaluate", "dataset"):  # inputs: missing is an error, before work
+        for name in ("calibration", "classify", "evaluate", "dataset", "ssh_config"):  # inputs: missing is an error, before work
             if getattr(self, name) and not os.path.exists(getattr(self, name)):
                 raise EdgekitError(f"{where}: '{name}' {getattr(self, name)} does not exist")
         for i, m in enumerate(self.models):
@@ -117,6 +128,21 @@ def demo_study():
                          {"name": "mobilenet_v2", "alpha": 1.0, "size": 224}],
                  weights="imagenet", calibration=str(SAMPLE_IMAGES), classify=str(SAMPLE_IMAGES), runtimes=[ALL],
                  min_secs=0.5)  # x 3 processes per configuration, across every runtime: within the demo's time
+
+
+def parse_address(address, where="--cluster"):
+    """('local', N) for local[:N] (N worker processes, default: the cores), (address, None) for tcp://host:port."""
+    if not isinstance(address, str):
+        raise EdgekitError(f"{where}: 'cluster' must be a string, got {address!r}")
+    m = re.fullmatch(r"local(?::(\d+))?", address.strip())
+    if m:
+        n = int(m.group(1)) if m.group(1) else os.cpu_count() or 1
+        if n < 1:
+            raise EdgekitError(f"{where}: local:N needs N of 1 or more, got {address!r}")
+        return "local", n
+    if re.fullmatch(r"(tcp|tls)://[^\s/:]+:\d+/?", address.strip()):
+        return address.strip().rstrip("/"), None
+    raise EdgekitError(f"{where}: a cluster is local[:N] or tcp://host:port (a Dask scheduler), got {address!r}")
 
 
 def runtime_entry(entry):

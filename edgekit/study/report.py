@@ -68,7 +68,10 @@ def _recommendation(run, rows):
 
 def render_table(rows):
     """The table as text, with only the columns that hold a value in some row."""
-    return format_table(rows, [c for c in COLUMNS if any(r.get(c[1]) is not None for r in rows)])
+    columns = [c for c in COLUMNS if any(r.get(c[1]) is not None for r in rows)]
+    if len({r.get("device") for r in rows}) > 1:  # a study measured on several targets: say which row is which
+        columns.insert(1, ("device", "device"))
+    return format_table(rows, columns)
 
 
 def render_markdown(runs, tables, choices, chart):

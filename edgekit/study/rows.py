@@ -66,7 +66,7 @@ def table_rows(results):
     fp32 = {}
     for r, b in bench_entries(results):
         runtime = (b or {}).get("runtime")
-        row = {"device": device_label(env), "model": r["model"], "family": r.get("family"),
+        row = {"device": (b or {}).get("target") or device_label(env), "model": r["model"], "family": r.get("family"),
                "precision": r["precision"], "runtime": runtime_label(runtime), "runtime_record": runtime,
                "threads": b and b["threads"], "params": r.get("params"), "bundle": r.get("bundle"),
                "macs_m": r.get("macs") and r["macs"] / 1e6, "size_mb": r.get("file_size") and r["file_size"] / 1e6,
@@ -79,10 +79,10 @@ def table_rows(results):
         if b and b.get("latency_ms"):
             row.update(_bench_figures(r, b))
         if row["precision"] == "fp32":
-            fp32[(row["model"], row["threads"], row["runtime"])] = row
+            fp32[(row["device"], row["model"], row["threads"], row["runtime"])] = row
         rows.append(row)
     for row in rows:
-        base = fp32.get((row["model"], row["threads"], row["runtime"]))
+        base = fp32.get((row["device"], row["model"], row["threads"], row["runtime"]))
         if base and row.get("size_mb") and base.get("size_mb"):
             row["size_vs_fp32"] = row["size_mb"] / base["size_mb"]
         if base and row.get("p50_ms") and base.get("p50_ms"):

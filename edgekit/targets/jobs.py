@@ -163,3 +163,25 @@ def deploy(targets, bundles, folder, install_runtime=False, progress=print):
             return [{"target": target.spec, "folder": where, "device": info, "files": [name for _, name in items]}]
 
         return for_each_target(targets, job, progress)
+
+
+_RUNNER = {}
+
+
+def bench_process_on(target, model, params):
+    """One benchmark process of the bundle ``model`` on an SSH ``target`` (a study's device): upload the runner
+    and the bundle, run device_bench once, fetch its record, clean up. Returns a BenchResult with the local path."""
+    from device_bench.records import BenchResult
+    if "pyz" not in _RUNNER:  # packed once per process: every benchmark process uploads the same file
+        _RUNNER["pyz"] = runner_file(tempfile.mkdtemp(prefix="edgekit-runner-"))
+    (path, name), = _items([model])
+    folder = target.upload([(_RUNNER["pyz"], "device_bench.pyz"), (path, name)])
+    try:
+        records = target.fetch(target.run(["python3", f"{folder}/device_bench.pyz", "bench", "--in-process", "--json",
+                                           *params_to_argv(params), "--", f"{folder}/{name}"]))
+    finally:
+        target.cleanup(folder)
+    record = dict(records[0], path=os.path.abspath(path))
+    if "error" in record:
+        record["error"] = f"{target.spec}: {record['error']}"
+    return BenchResult.from_dict(record)
