@@ -112,7 +112,8 @@ def fold_into_first_conv(model, mean, std):
     folded_bias = (bias[0] if bias else 0.0) - np.einsum("hwio,i->o", kernel.astype(np.float64), m / s)
     inputs = keras.Input(shape=model.input_shape[1:], name="image")
     x = PixelPad(pads, mean[0], name="pad_with_mean")(inputs) if padded else inputs
-    config = dict(conv.get_config(), use_bias=True, padding="valid", name=f"{conv.name}_folded")
+    # The folded convolution keeps the layer's name: profiles and per-layer reports pair it with other builds.
+    config = dict(conv.get_config(), use_bias=True, padding="valid", name=conv.name)
     new = keras.layers.Conv2D.from_config(config)
     y = new(x)
     new.set_weights([folded_kernel.astype(np.float32), folded_bias.astype(np.float32)])
