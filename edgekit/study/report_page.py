@@ -241,24 +241,6 @@ def layer_blocks(runs):
     return out
 
 
-def op_profile_blocks(runs):
-    """Hook for the op profile (`edgekit profile`, --op-profile): a panel per benchmark entry whose record has
-    an ``op_profile`` (node_type, avg_ms, share, name per operator). Study rows keep no op_profile yet, so this
-    shows nothing until the profiler's results reach them."""
-    out = []
-    for run in runs:
-        for r, b in bench_entries(run):
-            ops = (b or {}).get("op_profile")
-            if not ops:
-                continue
-            out += [heading(f"Op profile: {r['model']} {r['precision']}, {b.get('threads')} thread(s)", 3),
-                    Table(f"ops-{r['model']}-{r['precision']}-{b.get('threads')}",
-                          [("operator", "node_type"), ("name", "name"), ("avg ms", "avg_ms"), ("share", "share")],
-                          sorted(ops, key=lambda o: -(o.get("share") or 0)),
-                          formats={"share": lambda v: f"{v:.1%}"})]
-    return out
-
-
 def _number(text):
     try:
         return float(text)
@@ -273,7 +255,7 @@ def render_html(runs, tables, choices):
     for i, (run, rows, choice) in enumerate(zip(runs, tables, choices)):
         blocks += device_blocks(i, run, rows, choice)
     blocks += [heading("All results", 2, anchor="results"), results_table(runs, tables)]
-    per_layer = layer_blocks(runs) + op_profile_blocks(runs)
+    per_layer = layer_blocks(runs)
     if per_layer:
         blocks += [heading("Per-layer panels", 2, anchor="layers"), *per_layer]
     return html_page("edgekit report", blocks)
